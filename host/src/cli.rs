@@ -1,0 +1,74 @@
+//! The command line: flags and help text. `main.rs` only dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "host",
+    version,
+    about = "Garonne: runs sandboxed WebAssembly plugins over city sensor streams",
+    after_help = "Examples:\n  host run --config pipelines/demo.toml\n  host run --plugin rolling_stats.wasm --mqtt mqtt://127.0.0.1:1883\n  host plugin inspect rolling_stats.wasm\n\nLogs go to stderr; set RUST_LOG (for example RUST_LOG=debug) to see more."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run plugins against an MQTT broker (the embedded one if --mqtt is not given).
+    #[command(after_help = "Examples:\n  \
+        host run --config pipelines/demo.toml --echo 'toulouse/stats/#'\n  \
+        host run --plugin plugins/target/wasm32-wasip2/release/rolling_stats.wasm --mqtt mqtt://127.0.0.1:1883\n  \
+        host run --plugin synthetic.wasm --stations data/stations/meteo.json --speed 60\n\n\
+        Broker credentials come from GARONNE_MQTT_USERNAME and GARONNE_MQTT_PASSWORD, never from a flag.")]
+    Run(RunArgs),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A plugin to run (repeat for several); added to those of --config.
+    #[arg(long = "plugin", value_name = "PATH.wasm")]
+    pub plugins: Vec<PathBuf>,
+    /// A TOML pipeline file naming plugins, their config, topics and limits.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Broker to use, as mqtt://HOST:PORT. Without it the host starts its embedded broker.
+    #[arg(long, env = "GARONNE_MQTT_URL", value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// Stations file for the sensor models given with --plugin.
+    #[arg(long, value_name = "FILE")]
+    pub stations: Option<PathBuf>,
+    /// Speed of the virtual clock (60: one simulated minute per second).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Seed of the plugins' random sources: the same seed gives the same readings.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the messages of this topic filter on stdout, one JSON line each (repeatable).
+    #[arg(long, value_name = "FILTER")]
+    pub echo: Vec<String>,
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Port of a WebSocket listener on the embedded broker (for the web map).
+    #[arg(long, value_name = "PORT")]
+    pub ws_port: Option<u16>,
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's world, WIT version, imports and exports, or why it cannot load.
+    #[command(
+        after_help = "Example:\n  host plugin inspect plugins/target/wasm32-wasip2/release/rolling_stats.wasm"
+    )]
+    Inspect {
+        /// The component to inspect.
+        path: PathBuf,
+    },
+}

@@ -1,0 +1,306 @@
+//! The pipeline file: one typed struct, loaded from TOML, then overridden by flags and
+//! environment variables (flags > environment > file > defaults).
+//!
+//! ```toml
+//! [mqtt]
+//! url = "mqtt://127.0.0.1:1883"    # no url: the host starts its embedded broker
+//!
+//! [[plugin]]
+//! path = "plugins/target/wasm32-wasip2/release/rolling_stats.wasm"
+//! inputs = ["toulouse/sensors/#"]
+//! [plugin.config]
+//! window_s = 300
+//! [plugin.limits]
+//! memory_mib = 32
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::sandbox::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the pipeline file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the pipeline file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything a `host run` needs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub mqtt: MqttConfig,
+    pub runtime: RuntimeConfig,
+    #[serde(rename = "plugin")]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// The broker connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host:port`; none: start the embedded broker.
+    pub url: Option<String>,
+    pub client_id: String,
+    /// Topic prefix of readings and processor outputs.
+    pub prefix: String,
+    /// QoS of everything the host publishes (0 or 1).
+    pub qos: u8,
+    /// Largest payload accepted, in bytes.
+    pub max_payload: usize,
+    /// Port the embedded broker tries first (a free one is taken if it is busy).
+    pub embedded_port: u16,
+    /// Port of the embedded broker's WebSocket listener, for the web map (0: none).
+    pub embedded_ws_port: u16,
+    /// User name, normally from `GARONNE_MQTT_USERNAME` rather than the file.
+    pub username: Option<String>,
+    #[serde(skip)]
+    pub password: Option<String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            client_id: "garonne-host".into(),
+            prefix: "toulouse".into(),
+            qos: 1,
+            max_payload: crate::payload::DEFAULT_MAX_PAYLOAD,
+            embedded_port: 1883,
+            embedded_ws_port: 0,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+/// How plugins run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached (default: the user's cache folder).
+    pub cache_dir: Option<PathBuf>,
+    /// How many times faster than real time the virtual clock runs.
+    pub speed: f64,
+    /// Virtual start time (RFC 3339); default: now.
+    pub start: Option<String>,
+    /// Seed of every plugin's random source.
+    pub seed: u64,
+    /// Real milliseconds between two `on-tick` calls of each processor.
+    pub tick_ms: u64,
+    /// Most readings given to a processor in one call.
+    pub batch_max: usize,
+    /// Calls between two snapshots of a processor's state.
+    pub checkpoint_every: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            speed: 1.0,
+            start: None,
+            seed: 42,
+            tick_ms: 1_000,
+            batch_max: 1_000,
+            checkpoint_every: 16,
+        }
+    }
+}
+
+/// One plugin of the pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub path: PathBuf,
+    /// Name in logs and topics; default: the file name without `.wasm`.
+    pub name: Option<String>,
+    /// Processors: the topic filters they read (default: every reading).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Sensor models: the stations file given to `init`.
+    pub stations: Option<PathBuf>,
+    /// Sensor models: virtual seconds between two ticks.
+    #[serde(default = "default_interval_s")]
+    pub interval_s: f64,
+    /// Given to the plugin's `init`, flattened to `key = "value"` pairs.
+    #[serde(default)]
+    pub config: toml::Table,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_interval_s() -> f64 {
+    10.0
+}
+
+impl PluginConfig {
+    /// A plugin given with `--plugin PATH`: default inputs, config and limits.
+    pub fn from_path(path: PathBuf) -> Self {
+        Self {
+            path,
+            name: None,
+            inputs: Vec::new(),
+            stations: None,
+            interval_s: default_interval_s(),
+            config: toml::Table::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        })
+    }
+
+    /// The config table as the WIT `config` type: dotted keys, values as text.
+    pub fn flat_config(&self) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        flatten("", &self.config, &mut pairs);
+        pairs
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            toml::Value::String(text) => out.push((key, text.clone())),
+            other => out.push((key, other.to_string())),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads a pipeline file; relative plugin and stations paths are taken from its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut config: Self = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for plugin in &mut config.plugins {
+            plugin.path = base.join(&plugin.path);
+            plugin.stations = plugin.stations.as_ref().map(|s| base.join(s));
+        }
+        Ok(config)
+    }
+
+    /// Takes the broker credentials and URL from the environment where the file left them out.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = env("GARONNE_MQTT_URL") {
+            self.mqtt.url = Some(url);
+        }
+        if let Some(user) = env("GARONNE_MQTT_USERNAME") {
+            self.mqtt.username = Some(user);
+        }
+        self.mqtt.password = env("GARONNE_MQTT_PASSWORD");
+    }
+
+    /// Checks what serde cannot, with a message naming the plugin and the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.plugins.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no plugin to run: give one with --plugin PATH.wasm or a [[plugin]] in --config".into(),
+            ));
+        }
+        if self.mqtt.qos > 1 {
+            return Err(ConfigError::Invalid(format!("mqtt.qos is {}; use 0 or 1", self.mqtt.qos)));
+        }
+        if self.mqtt.prefix.is_empty() || self.mqtt.prefix.contains(['+', '#']) {
+            return Err(ConfigError::Invalid("mqtt.prefix must be a topic without wildcards".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for plugin in &self.plugins {
+            let name = plugin.name();
+            if !names.insert(name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "two plugins are named `{name}`: give one of them `name = \"...\"`"
+                )));
+            }
+            if !(plugin.interval_s.is_finite() && plugin.interval_s > 0.0) {
+                return Err(ConfigError::Invalid(format!("plugin `{name}`: interval_s must be > 0")));
+            }
+        }
+        if self.runtime.batch_max == 0 || self.runtime.tick_ms == 0 {
+            return Err(ConfigError::Invalid("runtime.batch_max and runtime.tick_ms must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_file_parses_with_defaults_and_nested_config() {
+        let config: PipelineConfig = toml::from_str(
+            r#"
+            [mqtt]
+            url = "mqtt://127.0.0.1:1884"
+            [[plugin]]
+            path = "a.wasm"
+            inputs = ["toulouse/sensors/temperature/#"]
+            [plugin.config]
+            window_s = 300
+            thresholds = { no2 = 200.5, label = "NO2" }
+            [plugin.limits]
+            memory_mib = 16
+            "#,
+        )
+        .expect("valid pipeline");
+        assert_eq!(config.mqtt.prefix, "toulouse");
+        let plugin = &config.plugins[0];
+        assert_eq!(plugin.name(), "a");
+        assert_eq!(plugin.limits.memory_mib, 16);
+        assert_eq!(plugin.limits.call_deadline_ms, Limits::default().call_deadline_ms);
+        let mut flat = plugin.flat_config();
+        flat.sort();
+        assert_eq!(
+            flat,
+            vec![
+                ("thresholds.label".into(), "NO2".into()),
+                ("thresholds.no2".into(), "200.5".into()),
+                ("window_s".into(), "300".into()),
+            ]
+        );
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let result: Result<PipelineConfig, _> = toml::from_str("[mqtt]\nurll = \"x\"\n");
+        let message = result.expect_err("unknown key").to_string();
+        assert!(message.contains("urll"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_names_and_empty_pipelines_are_refused() {
+        let mut config = PipelineConfig::default();
+        assert!(config.validate().is_err());
+        config.plugins.push(PluginConfig::from_path("x/a.wasm".into()));
+        config.plugins.push(PluginConfig::from_path("y/a.wasm".into()));
+        let message = config.validate().expect_err("duplicate").to_string();
+        assert!(message.contains("`a`"), "{message}");
+    }
+
+    #[test]
+    fn the_environment_fills_in_the_broker() {
+        let mut config = PipelineConfig::default();
+        config.apply_env(|key| match key {
+            "GARONNE_MQTT_URL" => Some("mqtt://broker:1883".into()),
+            "GARONNE_MQTT_PASSWORD" => Some("secret".into()),
+            _ => None,
+        });
+        assert_eq!(config.mqtt.url.as_deref(), Some("mqtt://broker:1883"));
+        assert_eq!(config.mqtt.password.as_deref(), Some("secret"));
+    }
+}

@@ -1,0 +1,151 @@
+//! The connection to the MQTT broker (rumqttc).
+//!
+//! rumqttc reconnects by itself each time its event loop is polled again after an error; the
+//! host polls with a growing pause, re-subscribes on every new session, and bounds the request
+//! queue so that a slow broker slows the plugins down instead of filling memory.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, QoS};
+
+use crate::config::MqttConfig;
+
+/// The largest packet the client takes: larger than any accepted payload, so that an oversized
+/// message is refused by the decoder with a reason instead of dropping the connection.
+const MAX_PACKET: usize = 2 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error(
+        "invalid broker URL {url:?}: {reason}. Expected mqtt://HOST:PORT (for example mqtt://127.0.0.1:1883)"
+    )]
+    Url { url: String, reason: String },
+}
+
+/// Host and port of a broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerAddress {
+    /// Parses `mqtt://host:port` (also `tcp://`; the port defaults to 1883).
+    pub fn parse(url: &str) -> Result<Self, MqttError> {
+        let error = |reason: &str| MqttError::Url { url: url.to_owned(), reason: reason.to_owned() };
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .ok_or_else(|| error("only the mqtt:// scheme is supported"))?;
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') || rest.contains('@') {
+            return Err(error(
+                "put no path or credentials in the URL (credentials come from GARONNE_MQTT_USERNAME and GARONNE_MQTT_PASSWORD)",
+            ));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().map_err(|_| error("the port is not a number"))?),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            return Err(error("the host is missing"));
+        }
+        Ok(Self { host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://{}:{}", self.host, self.port)
+    }
+}
+
+/// Parses a QoS number from the configuration (validated to 0 or 1 beforehand).
+pub fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A client and its event loop; the loop must be polled for anything to happen.
+pub fn connect(address: &BrokerAddress, config: &MqttConfig, client_id: &str) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(client_id, address.host.clone(), address.port);
+    options.set_keep_alive(Duration::from_secs(15));
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    options.set_inflight(100);
+    // Persistent sessions: QoS 1 messages sent while the host reconnects are kept for it.
+    options.set_clean_session(false);
+    options.set_last_will(LastWill::new(
+        crate::topic::status(client_id),
+        r#"{"state":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    AsyncClient::new(options, 1_000)
+}
+
+/// The pause before polling again after the connection failed `failures` times in a row.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << failures.min(6));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// Prints every message of `filter` on stdout as one line `topic payload`, from a task of its
+/// own, for `host run --echo` and for a newcomer who wants to see the streams.
+pub async fn echo(address: &BrokerAddress, filter: String) {
+    let id = format!("garonne-echo-{}", std::process::id());
+    let mut options = MqttOptions::new(id, address.host.clone(), address.port);
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    let (client, mut events) = AsyncClient::new(options, 16);
+    tokio::spawn(async move {
+        let mut failures = 0;
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    failures = 0;
+                    let _ = client.try_subscribe(filter.clone(), QoS::AtMostOnce);
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    println!("{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tokio::time::sleep(reconnect_delay(failures)).await;
+                    failures += 1;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse_with_a_default_port() {
+        let a = BrokerAddress::parse("mqtt://127.0.0.1:1884").expect("valid url");
+        assert_eq!(a, BrokerAddress { host: "127.0.0.1".into(), port: 1884 });
+        let b = BrokerAddress::parse("mqtt://broker").expect("valid url");
+        assert_eq!(b.port, 1883);
+        assert_eq!(BrokerAddress::parse("tcp://[::1]:1883").expect("valid").host, "::1");
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_expected() {
+        for url in ["http://x:1", "mqtt://:1883", "mqtt://h:port", "mqtt://u:p@h:1", "mqtt://h:1/x"] {
+            let message = BrokerAddress::parse(url).expect_err(url).to_string();
+            assert!(message.contains("mqtt://HOST:PORT"), "{message}");
+        }
+    }
+
+    #[test]
+    fn reconnection_backs_off_to_five_seconds() {
+        assert_eq!(reconnect_delay(0), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(1), Duration::from_millis(200));
+        assert_eq!(reconnect_delay(30), Duration::from_secs(5));
+    }
+}

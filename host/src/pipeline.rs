@@ -1,0 +1,580 @@
+//! Wires plugins to MQTT: readings in, messages out, one worker thread per plugin.
+//!
+//! ```text
+//!  broker ──(in connection)──▶ decode ──▶ bounded queue ──▶ processor worker ─┐
+//!                                   └─▶ garonne/dead-letter/decoder            │
+//!  sensor-model worker ───────────────────────────────────────────────────────┤
+//!  broker ◀─(out connection)── publisher ◀────────────────────────────────────┘
+//! ```
+//!
+//! Two connections keep input and output apart: when a processor falls behind, its full queue
+//! stops the input connection from reading (back-pressure up to the broker), while the output
+//! connection keeps draining what the workers publish, so the two can never wait on each other.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::{self, BrokerError, EmbeddedBroker};
+use crate::clock::VirtualClock;
+use crate::config::{ConfigError, PipelineConfig, PluginConfig};
+use crate::mqtt::{self, BrokerAddress, MqttError};
+use crate::payload::{self, Payload};
+use crate::sandbox::{
+    CallError, DeadLetter, LoadError, Message, Outcome, PluginEngine, PluginStats, ProcessorSupervisor,
+    SensorModelSupervisor, World,
+};
+use crate::stations::{self, StationsError};
+use crate::topic;
+
+/// Readings waiting for one processor; a full queue pauses the input connection.
+const QUEUE_CAPACITY: usize = 10_000;
+/// How often the host logs and publishes its counters.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error(transparent)]
+    Stations(#[from] StationsError),
+    #[error("plugin `{plugin}` failed to start: {error}. Check its [plugin.config] in the pipeline file")]
+    PluginStart { plugin: String, error: CallError },
+    #[error(
+        "sensor model `{0}` needs stations: add `stations = \"data/stations/meteo.json\"` to its [[plugin]]"
+    )]
+    NoStations(String),
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Counters of the whole host, shared between the workers and the status task.
+#[derive(Default)]
+pub struct StatsBoard {
+    plugins: Mutex<BTreeMap<String, PluginStats>>,
+    decode_errors: AtomicU64,
+    readings_in: AtomicU64,
+}
+
+impl StatsBoard {
+    fn update(&self, name: &str, stats: &PluginStats) {
+        if let Ok(mut plugins) = self.plugins.lock() {
+            plugins.insert(name.to_owned(), stats.clone());
+        }
+    }
+
+    /// A copy of every plugin's counters.
+    pub fn plugins(&self) -> BTreeMap<String, PluginStats> {
+        self.plugins.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors.load(Ordering::Relaxed)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "state": "online",
+            "readings_in": self.readings_in.load(Ordering::Relaxed),
+            "decode_errors": self.decode_errors(),
+            "plugins": self.plugins(),
+        })
+    }
+}
+
+enum Work {
+    Reading(Payload),
+    Tick(i64),
+    Stop,
+}
+
+/// Publishes what the workers produce, from their own threads.
+#[derive(Clone)]
+struct Publisher {
+    client: AsyncClient,
+    runtime: tokio::runtime::Handle,
+    prefix: String,
+    qos: QoS,
+}
+
+impl Publisher {
+    fn publish(&self, topic: String, bytes: Vec<u8>, retain: bool) {
+        let result = self.runtime.block_on(self.client.publish(topic, self.qos, retain, bytes));
+        if let Err(error) = result {
+            tracing::error!("cannot queue a message for the broker: {error}");
+        }
+    }
+
+    fn reading(&self, reading: &Payload) {
+        match reading.encode() {
+            Ok(bytes) => {
+                self.publish(topic::reading(&self.prefix, &reading.kind, &reading.sensor_id), bytes, false)
+            }
+            Err(error) => tracing::warn!(sensor = reading.sensor_id, "reading not published: {error}"),
+        }
+    }
+
+    fn message(&self, plugin: &str, message: Message) {
+        let Some(topic) = topic::under_prefix(&self.prefix, &message.topic) else {
+            tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
+            return;
+        };
+        let payload = Payload {
+            sensor_id: message.sensor_id,
+            kind: message.kind,
+            value: message.value,
+            unit: message.unit,
+            time: message.time,
+            position: message.position.map(|p| (p.lat, p.lon)),
+            fields: message.fields.into_iter().collect(),
+            tags: message.tags.into_iter().collect(),
+        };
+        match payload.encode() {
+            Ok(bytes) => self.publish(topic, bytes, false),
+            Err(error) => tracing::warn!(plugin, "message on {topic} not published: {error}"),
+        }
+    }
+
+    fn dead_letter(&self, plugin: &str, letter: &DeadLetter) {
+        let readings: Vec<serde_json::Value> = letter
+            .readings
+            .iter()
+            .filter_map(|r| r.encode().ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        let body =
+            json!({"plugin": plugin, "reason": letter.reason, "readings": readings, "tick": letter.tick});
+        self.publish(topic::dead_letter(plugin), body.to_string().into_bytes(), false);
+    }
+
+    fn outcome(&self, plugin: &str, outcome: Outcome) {
+        for letter in &outcome.dead_letters {
+            self.dead_letter(plugin, letter);
+        }
+        for message in outcome.messages {
+            self.message(plugin, message);
+        }
+    }
+}
+
+/// A pipeline running in the background: stop it with [`RunningPipeline::stop`].
+pub struct RunningPipeline {
+    /// The broker in use (the embedded one when no URL was given).
+    pub broker: BrokerAddress,
+    pub embedded: Option<EmbeddedBroker>,
+    pub stats: Arc<StatsBoard>,
+    shutdown: watch::Sender<bool>,
+    processor_queues: Vec<mpsc::Sender<Work>>,
+    model_stops: Vec<std::sync::mpsc::Sender<()>>,
+    workers: Vec<JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    out_client: AsyncClient,
+    status_topic: String,
+}
+
+struct StartedPlugins {
+    processors: Vec<(ProcessorSupervisor, Vec<String>)>,
+    models: Vec<(SensorModelSupervisor, f64)>,
+}
+
+impl RunningPipeline {
+    /// Loads every plugin, connects to the broker (or starts the embedded one) and starts the
+    /// workers. Fails before anything runs if a plugin cannot load or start.
+    pub async fn start(config: PipelineConfig) -> Result<Self, PipelineError> {
+        config.validate()?;
+        let clock = virtual_clock(&config)?;
+        let plugins = tokio::task::block_in_place(|| start_plugins(&config, &clock))?;
+
+        let (broker, embedded) = match &config.mqtt.url {
+            Some(url) => (BrokerAddress::parse(url)?, None),
+            None => {
+                let ws = (config.mqtt.embedded_ws_port != 0).then_some(config.mqtt.embedded_ws_port);
+                let embedded = broker::start(config.mqtt.embedded_port, ws)?;
+                let address = BrokerAddress { host: "127.0.0.1".into(), port: embedded.mqtt.port() };
+                (address, Some(embedded))
+            }
+        };
+
+        let client_id = config.mqtt.client_id.clone();
+        let (out_client, out_loop) = mqtt::connect(&broker, &config.mqtt, &client_id);
+        let (in_client, in_loop) = mqtt::connect(&broker, &config.mqtt, &format!("{client_id}-in"));
+        let (shutdown, _) = watch::channel(false);
+        let stats = Arc::new(StatsBoard::default());
+        let publisher = Publisher {
+            client: out_client.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            prefix: config.mqtt.prefix.clone(),
+            qos: mqtt::qos(config.mqtt.qos),
+        };
+        let status_topic = topic::status(&client_id);
+
+        let mut pipeline = Self {
+            broker,
+            embedded,
+            stats: stats.clone(),
+            shutdown,
+            processor_queues: Vec::new(),
+            model_stops: Vec::new(),
+            workers: Vec::new(),
+            tasks: Vec::new(),
+            out_client: out_client.clone(),
+            status_topic: status_topic.clone(),
+        };
+        let status = json!({"state": "online"}).to_string();
+        pipeline.tasks.push(tokio::spawn(drive_output(
+            out_loop,
+            status_topic.clone(),
+            status,
+            out_client.clone(),
+        )));
+
+        let mut routes = Vec::new();
+        for (supervisor, inputs) in plugins.processors {
+            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            let worker =
+                spawn_processor(supervisor, rx, publisher.clone(), config.runtime.batch_max, stats.clone())?;
+            pipeline.workers.push(worker);
+            routes.push(Route { filters: inputs, queue: tx.clone() });
+            pipeline.processor_queues.push(tx);
+        }
+        for (supervisor, interval_s) in plugins.models {
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+            let worker = spawn_model(
+                supervisor,
+                interval_s,
+                clock.clone(),
+                stop_rx,
+                publisher.clone(),
+                stats.clone(),
+            )?;
+            pipeline.workers.push(worker);
+            pipeline.model_stops.push(stop_tx);
+        }
+
+        let input = Input {
+            routes: Arc::new(routes),
+            client: in_client,
+            publisher: publisher.clone(),
+            stats: stats.clone(),
+            max_payload: config.mqtt.max_payload,
+        };
+        pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pipeline.shutdown.subscribe())));
+        pipeline.tasks.push(tokio::spawn(tick_processors(
+            pipeline.processor_queues.clone(),
+            clock,
+            Duration::from_millis(config.runtime.tick_ms),
+        )));
+        pipeline.tasks.push(tokio::spawn(report_status(stats, out_client, status_topic)));
+        Ok(pipeline)
+    }
+
+    /// Stops the workers after they finished what they hold, and returns their counters.
+    pub async fn stop(mut self) -> BTreeMap<String, PluginStats> {
+        let _ = self.shutdown.send(true);
+        for queue in &self.processor_queues {
+            let _ = queue.send(Work::Stop).await;
+        }
+        self.model_stops.clear();
+        let workers = std::mem::take(&mut self.workers);
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
+        let offline = json!({"state": "offline"}).to_string();
+        let _ = self.out_client.publish(self.status_topic.clone(), QoS::AtLeastOnce, true, offline).await;
+        // Give the output connection a moment to deliver what the workers published last.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = self.out_client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.stats.plugins()
+    }
+}
+
+fn virtual_clock(config: &PipelineConfig) -> Result<VirtualClock, ConfigError> {
+    let origin = match &config.runtime.start {
+        Some(text) => {
+            payload::parse_rfc3339(text).map_err(|e| ConfigError::Invalid(format!("runtime.start: {e}")))?
+        }
+        None => crate::clock::wall_clock_millis(),
+    };
+    Ok(VirtualClock::new(origin, config.runtime.speed))
+}
+
+fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<StartedPlugins, PipelineError> {
+    let cache_dir = config.runtime.cache_dir.clone().or_else(default_cache_dir);
+    let engine = PluginEngine::new(cache_dir.as_deref())?;
+    let mut started = StartedPlugins { processors: Vec::new(), models: Vec::new() };
+    for plugin_config in &config.plugins {
+        let mut loaded = engine.load(&plugin_config.path)?;
+        loaded.info.name = plugin_config.name();
+        let plugin = Arc::new(loaded);
+        let name = plugin.info.name.clone();
+        let start_error = |error| PipelineError::PluginStart { plugin: name.clone(), error };
+        let seed = config.runtime.seed;
+        match plugin.info.world {
+            World::Processor => {
+                let supervisor = ProcessorSupervisor::start(
+                    plugin.clone(),
+                    plugin_config.flat_config(),
+                    plugin_config.limits.clone(),
+                    clock.clone(),
+                    seed,
+                )
+                .map_err(start_error)?
+                .with_checkpoint_every(config.runtime.checkpoint_every);
+                started.processors.push((supervisor, inputs(plugin_config, &config.mqtt.prefix)));
+            }
+            World::SensorModel => {
+                let path =
+                    plugin_config.stations.as_ref().ok_or_else(|| PipelineError::NoStations(name.clone()))?;
+                let stations = stations::load(path)?;
+                let supervisor = SensorModelSupervisor::start(
+                    plugin.clone(),
+                    plugin_config.flat_config(),
+                    stations,
+                    plugin_config.limits.clone(),
+                    clock.clone(),
+                    seed,
+                )
+                .map_err(start_error)?;
+                tracing::info!(plugin = name, "simulating {} sensors", supervisor.sensors().len());
+                started.models.push((supervisor, plugin_config.interval_s));
+            }
+        }
+        tracing::info!(
+            plugin = name,
+            world = plugin.info.world.name(),
+            "loaded {}",
+            plugin.info.path.display()
+        );
+    }
+    Ok(started)
+}
+
+fn inputs(plugin: &PluginConfig, prefix: &str) -> Vec<String> {
+    if plugin.inputs.is_empty() { vec![format!("{prefix}/sensors/#")] } else { plugin.inputs.clone() }
+}
+
+/// `$XDG_CACHE_HOME/garonne` or `~/.cache/garonne`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("garonne"))
+}
+
+struct Route {
+    filters: Vec<String>,
+    queue: mpsc::Sender<Work>,
+}
+
+struct Input {
+    routes: Arc<Vec<Route>>,
+    client: AsyncClient,
+    publisher: Publisher,
+    stats: Arc<StatsBoard>,
+    max_payload: usize,
+}
+
+impl Input {
+    fn subscribe_all(&self) {
+        let mut filters: Vec<&String> = self.routes.iter().flat_map(|r| &r.filters).collect();
+        filters.sort();
+        filters.dedup();
+        for filter in filters {
+            // try_: this runs inside the event loop task, which must not wait on its own queue.
+            if let Err(error) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                tracing::error!("cannot subscribe to {filter}: {error}");
+            }
+        }
+    }
+
+    async fn route(&self, topic: &str, bytes: &[u8]) {
+        let reading = match Payload::decode(bytes, self.max_payload) {
+            Ok(reading) => reading,
+            Err(error) => {
+                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, "payload refused: {error}");
+                let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
+                let body = json!({"topic": topic, "reason": error.to_string(), "payload": shown});
+                let _ = self.publisher.client.try_publish(
+                    topic::dead_letter("decoder"),
+                    QoS::AtLeastOnce,
+                    false,
+                    body.to_string(),
+                );
+                return;
+            }
+        };
+        self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
+        for route in self.routes.iter() {
+            if route.filters.iter().any(|f| rumqttc::matches(topic, f)) {
+                let _ = route.queue.send(Work::Reading(reading.clone())).await;
+            }
+        }
+    }
+}
+
+async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::Receiver<bool>) {
+    let mut failures = 0;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => return,
+            event = events.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!("input connection to the broker established");
+                input.subscribe_all();
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                input.route(&publish.topic, &publish.payload).await
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!("input connection lost: {error}; reconnecting");
+                tokio::time::sleep(mqtt::reconnect_delay(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+}
+
+async fn drive_output(mut events: EventLoop, status_topic: String, online: String, client: AsyncClient) {
+    let mut failures = 0;
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, online.clone());
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!("output connection lost: {error}; reconnecting");
+                tokio::time::sleep(mqtt::reconnect_delay(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+}
+
+async fn tick_processors(queues: Vec<mpsc::Sender<Work>>, clock: VirtualClock, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let now = clock.now();
+        for queue in &queues {
+            // A tick only says what time it is: if a queue is full, the next one will do.
+            let _ = queue.try_send(Work::Tick(now));
+        }
+    }
+}
+
+async fn report_status(stats: Arc<StatsBoard>, client: AsyncClient, topic: String) {
+    let mut interval = tokio::time::interval(STATUS_EVERY);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let report = stats.to_json();
+        tracing::info!("status: {report}");
+        let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, report.to_string());
+    }
+}
+
+fn spawn_processor(
+    mut supervisor: ProcessorSupervisor,
+    mut queue: mpsc::Receiver<Work>,
+    publisher: Publisher,
+    batch_max: usize,
+    stats: Arc<StatsBoard>,
+) -> Result<JoinHandle<()>, PipelineError> {
+    let name = supervisor.name().to_owned();
+    std::thread::Builder::new()
+        .name(format!("plugin-{name}"))
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(batch_max);
+            while let Some(first) = queue.blocking_recv() {
+                let (mut tick, mut stop) = (None, false);
+                let mut take = |work: Work, batch: &mut Vec<Payload>| match work {
+                    Work::Reading(reading) => batch.push(reading),
+                    Work::Tick(now) => tick = Some(now),
+                    Work::Stop => stop = true,
+                };
+                take(first, &mut batch);
+                // Natural batching: whatever queued up while the last call ran goes in the next.
+                while batch.len() < batch_max {
+                    match queue.try_recv() {
+                        Ok(work) => take(work, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    let outcome = supervisor.on_readings(&batch);
+                    publisher.outcome(&name, outcome);
+                    batch.clear();
+                }
+                if let Some(now) = tick {
+                    publisher.outcome(&name, supervisor.on_tick(now));
+                }
+                stats.update(&name, supervisor.stats());
+                if stop {
+                    break;
+                }
+            }
+        })
+        .map_err(PipelineError::Thread)
+}
+
+fn spawn_model(
+    mut supervisor: SensorModelSupervisor,
+    interval_s: f64,
+    clock: VirtualClock,
+    stop: std::sync::mpsc::Receiver<()>,
+    publisher: Publisher,
+    stats: Arc<StatsBoard>,
+) -> Result<JoinHandle<()>, PipelineError> {
+    let name = supervisor.name().to_owned();
+    let interval_ms = (interval_s * 1000.0) as i64;
+    std::thread::Builder::new()
+        .name(format!("plugin-{name}"))
+        .spawn(move || {
+            let mut next = clock.now();
+            loop {
+                let (readings, dead_letter) = supervisor.tick(next);
+                for reading in &readings {
+                    publisher.reading(reading);
+                }
+                if let Some(letter) = dead_letter {
+                    publisher.dead_letter(&name, &letter);
+                }
+                stats.update(&name, supervisor.stats());
+                next += interval_ms.max(1);
+                let wait_ms = ((next - clock.now()) as f64 / clock.speed()).max(0.0);
+                match stop.recv_timeout(Duration::from_millis(wait_ms as u64)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            }
+        })
+        .map_err(PipelineError::Thread)
+}

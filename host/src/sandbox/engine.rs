@@ -1,0 +1,267 @@
+//! Compiling and checking plugins: one `Engine` for the whole host.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+use super::bindings::v0_1_0::{processor::ProcessorPre, sensor_model::SensorModelPre};
+use super::bindings::{PACKAGE, SUPPORTED_VERSIONS, v0_1_0};
+use super::state::GuestState;
+
+/// How often the engine's epoch advances: the granularity of every CPU deadline.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Why a plugin file could not be loaded. Each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a WebAssembly file (it does not start with \\0asm)")]
+    NotWasm { path: PathBuf },
+    #[error(
+        "{path} is a core WebAssembly module, not a component: build it for the \
+         wasm32-wasip2 target (`cargo build --target wasm32-wasip2`), or wrap it with \
+         `wasm-tools component new`"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path} is a component but not a Garonne plugin: it exports neither \
+         `{PACKAGE}/processor-api` nor `{PACKAGE}/sensor-model-api` (its exports: {exports}). \
+         Build it against the `processor` or `sensor-model` world of wit/"
+    )]
+    WrongWorld { path: PathBuf, exports: String },
+    #[error(
+        "{path} was built against {PACKAGE}@{found}, which this host does not load (it loads \
+         {supported}). Rebuild the plugin against one of those, or use a host that supports it"
+    )]
+    UnsupportedVersion { path: PathBuf, found: String, supported: String },
+    #[error(
+        "{path} needs imports this host does not provide: {message}. A plugin may import only \
+         {PACKAGE}/host and the WASI 0.2 interfaces of a Rust, Python or JS standard library"
+    )]
+    Link { path: PathBuf, message: String },
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    Processor,
+    SensorModel,
+}
+
+impl World {
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Processor => "processor",
+            World::SensorModel => "sensor-model",
+        }
+    }
+
+    fn export_interface(self) -> &'static str {
+        match self {
+            World::Processor => "processor-api",
+            World::SensorModel => "sensor-model-api",
+        }
+    }
+}
+
+/// What `host plugin inspect` shows about a component.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub world: World,
+    pub version: String,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub size_bytes: u64,
+}
+
+/// A compiled, checked, pre-linked plugin, ready to instantiate in microseconds.
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    pub(crate) pre: PluginPre,
+    pub(crate) engine: Engine,
+}
+
+pub(crate) enum PluginPre {
+    Processor(ProcessorPre<GuestState>),
+    SensorModel(SensorModelPre<GuestState>),
+}
+
+/// The one wasmtime `Engine` of the host, with its epoch ticker and compiled-code cache.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl PluginEngine {
+    /// An engine caching compiled components in `cache_dir` (none: compile every time).
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, LoadError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        if let Some(dir) = cache_dir {
+            let mut cache_config = CacheConfig::new();
+            cache_config.with_directory(dir);
+            let cache = Cache::new(cache_config)
+                .map_err(|e| LoadError::Engine(format!("compiled-code cache in {}: {e}", dir.display())))?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let linker = Self::linker(&engine)?;
+        let ticker = Some(spawn_epoch_ticker(engine.clone()));
+        Ok(Self { engine, linker, ticker })
+    }
+
+    fn linker(engine: &Engine) -> Result<Linker<GuestState>, LoadError> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| LoadError::Engine(format!("linking WASI: {e}")))?;
+        v0_1_0::host::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| LoadError::Engine(format!("linking the host interface: {e}")))?;
+        v0_1_0::types::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| LoadError::Engine(format!("linking the types interface: {e}")))?;
+        Ok(linker)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles (or takes from the cache), checks and pre-links a plugin.
+    pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let (component, info) = self.compile_and_inspect(path)?;
+        let link_error =
+            |e: wasmtime::Error| LoadError::Link { path: path.to_owned(), message: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = match info.world {
+            World::Processor => PluginPre::Processor(ProcessorPre::new(instance_pre).map_err(link_error)?),
+            World::SensorModel => {
+                PluginPre::SensorModel(SensorModelPre::new(instance_pre).map_err(link_error)?)
+            }
+        };
+        Ok(LoadedPlugin { info, pre, engine: self.engine.clone() })
+    }
+
+    /// What a plugin is, without linking it: for `host plugin inspect`.
+    pub fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {
+        self.compile_and_inspect(path).map(|(_, info)| info)
+    }
+
+    fn compile_and_inspect(&self, path: &Path) -> Result<(Component, PluginInfo), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        check_header(path, &bytes)?;
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(|e| LoadError::Invalid { path: path.into(), message: format!("{e:#}") })?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let (world, version) = identify_world(path, &exports)?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let size_bytes = bytes.len() as u64;
+        let info = PluginInfo { name, path: path.into(), world, version, imports, exports, size_bytes };
+        Ok((component, info))
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine) -> (Arc<AtomicBool>, JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    let handle = std::thread::Builder::new()
+        .name("garonne-epoch".into())
+        .spawn(move || {
+            while !stop_flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("the OS refused to start the epoch thread");
+    (stop, handle)
+}
+
+/// Tells a core module from a component by the version field of the header, so that the user
+/// gets "build for wasm32-wasip2" rather than a parser error.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(LoadError::NotWasm { path: path.into() });
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule { path: path.into() });
+    }
+    Ok(())
+}
+
+/// Finds the world and WIT version from the names of the component's exports, such as
+/// `garonne:plugin/processor-api@0.1.0`.
+fn identify_world(path: &Path, exports: &[String]) -> Result<(World, String), LoadError> {
+    for world in [World::Processor, World::SensorModel] {
+        let interface = format!("{PACKAGE}/{}", world.export_interface());
+        let Some(export) = exports.iter().find(|e| e.split('@').next() == Some(&interface)) else {
+            continue;
+        };
+        let version = export.split_once('@').map(|(_, v)| v.to_owned()).unwrap_or_default();
+        if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
+            return Err(LoadError::UnsupportedVersion {
+                path: path.into(),
+                found: if version.is_empty() { "(no version)".into() } else { version },
+                supported: SUPPORTED_VERSIONS.join(", "),
+            });
+        }
+        return Ok((world, version));
+    }
+    let exports = if exports.is_empty() { "none".to_owned() } else { exports.join(", ") };
+    Err(LoadError::WrongWorld { path: path.into(), exports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_modules_components_and_other_files_apart() {
+        let p = Path::new("x.wasm");
+        assert!(matches!(check_header(p, b"hello world"), Err(LoadError::NotWasm { .. })));
+        assert!(matches!(check_header(p, b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule { .. })));
+        assert!(check_header(p, b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn the_world_and_version_come_from_the_export_names() {
+        let p = Path::new("x.wasm");
+        let exports = vec!["garonne:plugin/processor-api@0.1.0".to_owned()];
+        assert!(matches!(identify_world(p, &exports), Ok((World::Processor, v)) if v == "0.1.0"));
+        let future = vec!["garonne:plugin/sensor-model-api@9.0.0".to_owned()];
+        assert!(matches!(
+            identify_world(p, &future),
+            Err(LoadError::UnsupportedVersion { found, .. }) if found == "9.0.0"
+        ));
+        let other = vec!["wasi:cli/run@0.2.0".to_owned()];
+        assert!(matches!(identify_world(p, &other), Err(LoadError::WrongWorld { .. })));
+    }
+}

@@ -1,0 +1,17 @@
+//! The WebAssembly sandbox: loading, running and supervising plugins.
+
+pub mod bindings;
+mod engine;
+mod guest_output;
+mod instance;
+mod limits;
+mod state;
+mod supervisor;
+
+pub use engine::{LoadError, LoadedPlugin, PluginEngine, PluginInfo, World};
+pub use instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
+pub use limits::Limits;
+pub use supervisor::{DeadLetter, Outcome, PluginStats, ProcessorSupervisor, SensorModelSupervisor};
+
+/// The WIT types as the host sees them.
+pub use bindings::v0_1_0::types::{Message, Position, Readings, Sensor, Station};

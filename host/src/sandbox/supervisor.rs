@@ -1,0 +1,601 @@
+//! Keeps a plugin alive: restarts a failed instance with back-off, restores its state, isolates
+//! the input that made it fail, and counts everything.
+//!
+//! State survives failures by checkpoint and journal: every `checkpoint_every` calls the host
+//! takes a `snapshot`, and it journals the calls made since. After a trap, a new instance gets
+//! `init`, the sensors, `restore(checkpoint)` and the journal replayed (outputs discarded, since
+//! they were published already), so it ends in the state the lost instance had before the
+//! failing call. The failing batch is then retried one reading at a time, so that only the
+//! readings that really make the plugin fail go to the dead-letter topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bindings::v0_1_0::types::{Message, Position, Readings, Sensor, Station};
+use super::engine::LoadedPlugin;
+use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
+use super::limits::Limits;
+use crate::clock::VirtualClock;
+use crate::payload::Payload;
+
+/// Recoveries tried in a row before the call that needed the instance is given up.
+const MAX_RECOVERY_ATTEMPTS: u32 = 5;
+/// More distinct sensors than this in one processor is taken as bad input, not as a fleet.
+const MAX_SENSORS: usize = 1_000_000;
+
+/// Counters of one plugin, reported in the log and on the status topic.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginStats {
+    pub calls: u64,
+    pub readings_in: u64,
+    pub messages_out: u64,
+    pub messages_dropped: u64,
+    pub guest_errors: u64,
+    pub deadline_failures: u64,
+    pub memory_failures: u64,
+    pub trap_failures: u64,
+    pub restarts: u64,
+    pub dead_letters: u64,
+}
+
+impl PluginStats {
+    pub fn failures(&self) -> u64 {
+        self.deadline_failures + self.memory_failures + self.trap_failures
+    }
+
+    fn count_failure(&mut self, failure: &Failure) {
+        match failure {
+            Failure::Deadline { .. } => self.deadline_failures += 1,
+            Failure::MemoryCap { .. } => self.memory_failures += 1,
+            Failure::Trap(_) | Failure::WrongWorld { .. } => self.trap_failures += 1,
+        }
+    }
+}
+
+/// Input a plugin could not process, kept for a human: published on `garonne/dead-letter/…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub reason: String,
+    /// The readings of the failed call (empty for a tick).
+    pub readings: Vec<Payload>,
+    /// The virtual time of a failed tick.
+    pub tick: Option<i64>,
+}
+
+/// What one call to a supervisor produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub messages: Vec<Message>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+enum Call {
+    Readings(Readings),
+    Tick(i64),
+}
+
+/// The sensors a processor has been told about, by dense index.
+#[derive(Default)]
+struct SensorRegistry {
+    sensors: Vec<Sensor>,
+    index: HashMap<(String, String), u32>,
+    /// Indices below this are known to the live instance.
+    announced: u32,
+    /// Known sensors whose metadata changed since they were announced.
+    changed: Vec<u32>,
+}
+
+impl SensorRegistry {
+    fn index_of(&mut self, payload: &Payload) -> Option<u32> {
+        let sensor = sensor_of(payload);
+        let key = (payload.sensor_id.clone(), payload.kind.clone());
+        if let Some(&index) = self.index.get(&key) {
+            let known = &mut self.sensors[index as usize];
+            if !same_metadata(known, &sensor) {
+                *known = sensor;
+                if index < self.announced {
+                    self.changed.push(index);
+                }
+            }
+            return Some(index);
+        }
+        if self.sensors.len() >= MAX_SENSORS {
+            return None;
+        }
+        let index = self.sensors.len() as u32;
+        self.sensors.push(sensor);
+        self.index.insert(key, index);
+        Some(index)
+    }
+
+    fn payload(&self, index: u32, value: f64, time: i64) -> Option<Payload> {
+        let sensor = self.sensors.get(index as usize)?;
+        Some(Payload {
+            sensor_id: sensor.id.clone(),
+            kind: sensor.kind.clone(),
+            value,
+            unit: sensor.unit.clone(),
+            time,
+            position: sensor.position.map(|p| (p.lat, p.lon)),
+            fields: BTreeMap::new(),
+            tags: sensor.tags.iter().cloned().collect(),
+        })
+    }
+}
+
+fn sensor_of(payload: &Payload) -> Sensor {
+    Sensor {
+        id: payload.sensor_id.clone(),
+        kind: payload.kind.clone(),
+        unit: payload.unit.clone(),
+        position: payload.position.map(|(lat, lon)| Position { lat, lon }),
+        tags: payload.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+fn same_metadata(a: &Sensor, b: &Sensor) -> bool {
+    a.unit == b.unit && a.position == b.position && a.tags == b.tags
+}
+
+/// The last snapshot and the host-side random state that goes with it.
+#[derive(Default, Clone)]
+struct Checkpoint {
+    state: Option<Vec<u8>>,
+    rng: u64,
+}
+
+/// Runs one processor plugin and keeps it alive.
+pub struct ProcessorSupervisor {
+    plugin: Arc<LoadedPlugin>,
+    config: Vec<(String, String)>,
+    limits: Limits,
+    clock: VirtualClock,
+    seed: u64,
+    checkpoint_every: usize,
+    instance: Option<PluginSandbox>,
+    registry: SensorRegistry,
+    checkpoint: Checkpoint,
+    journal: Vec<Call>,
+    consecutive_failures: u32,
+    stats: PluginStats,
+}
+
+impl ProcessorSupervisor {
+    /// Starts the plugin: a failure here (bad config, trap in `init`) is returned, since a
+    /// pipeline with a plugin that cannot start should not start at all.
+    pub fn start(
+        plugin: Arc<LoadedPlugin>,
+        config: Vec<(String, String)>,
+        limits: Limits,
+        clock: VirtualClock,
+        seed: u64,
+    ) -> Result<Self, CallError> {
+        let mut supervisor = Self {
+            plugin,
+            config,
+            limits,
+            clock,
+            seed,
+            checkpoint_every: 16,
+            instance: None,
+            registry: SensorRegistry::default(),
+            checkpoint: Checkpoint { state: None, rng: seed },
+            journal: Vec::new(),
+            consecutive_failures: 0,
+            stats: PluginStats::default(),
+        };
+        let instance = supervisor.fresh_instance(false)?;
+        supervisor.instance = Some(instance);
+        Ok(supervisor)
+    }
+
+    /// Takes a snapshot every `calls` calls (1: after every call, the safest and slowest).
+    pub fn with_checkpoint_every(mut self, calls: usize) -> Self {
+        self.checkpoint_every = calls.max(1);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.plugin.info.name
+    }
+
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// Feeds a batch of readings to the plugin.
+    pub fn on_readings(&mut self, readings: &[Payload]) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut batch = Readings { sensors: Vec::new(), values: Vec::new(), times: Vec::new() };
+        for reading in readings {
+            match self.registry.index_of(reading) {
+                Some(index) => {
+                    batch.sensors.push(index);
+                    batch.values.push(reading.value);
+                    batch.times.push(reading.time);
+                }
+                None => outcome.dead_letters.push(DeadLetter {
+                    reason: format!("more than {MAX_SENSORS} distinct sensors; reading refused"),
+                    readings: vec![reading.clone()],
+                    tick: None,
+                }),
+            }
+        }
+        self.stats.readings_in += batch.sensors.len() as u64;
+        if !batch.sensors.is_empty() {
+            self.run(Call::Readings(batch), &mut outcome);
+        }
+        self.stats.dead_letters += outcome.dead_letters.len() as u64;
+        outcome
+    }
+
+    /// Tells the plugin the virtual clock reached `now`.
+    pub fn on_tick(&mut self, now: i64) -> Outcome {
+        let mut outcome = Outcome::default();
+        self.run(Call::Tick(now), &mut outcome);
+        self.stats.dead_letters += outcome.dead_letters.len() as u64;
+        outcome
+    }
+
+    /// The plugin's current state, for a hot swap or a clean shutdown.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
+        let instance = self.live_instance()?;
+        instance.snapshot()
+    }
+
+    fn run(&mut self, call: Call, outcome: &mut Outcome) {
+        self.stats.calls += 1;
+        match self.attempt(&call) {
+            Ok(messages) => {
+                self.consecutive_failures = 0;
+                self.publish(messages, outcome);
+                self.journal(call);
+            }
+            Err(CallError::Guest(message)) => {
+                self.stats.guest_errors += 1;
+                tracing::warn!(plugin = self.name(), "plugin returned an error: {message}");
+                outcome.dead_letters.push(self.dead_letter(&call, format!("plugin error: {message}")));
+                self.journal(call);
+            }
+            Err(CallError::Failed(failure)) => {
+                self.instance = None;
+                self.consecutive_failures += 1;
+                self.stats.count_failure(&failure);
+                tracing::error!(plugin = self.name(), "plugin {failure}; restarting it");
+                match call {
+                    // Retry alone each reading of the batch, so that one poison reading does
+                    // not take the others with it.
+                    Call::Readings(batch) if batch.sensors.len() > 1 => {
+                        for i in 0..batch.sensors.len() {
+                            let single = Readings {
+                                sensors: vec![batch.sensors[i]],
+                                values: vec![batch.values[i]],
+                                times: vec![batch.times[i]],
+                            };
+                            self.run(Call::Readings(single), outcome);
+                        }
+                    }
+                    call => outcome.dead_letters.push(self.dead_letter(&call, format!("plugin {failure}"))),
+                }
+            }
+        }
+    }
+
+    fn attempt(&mut self, call: &Call) -> Result<Vec<Message>, CallError> {
+        let instance = self.live_instance()?;
+        match call {
+            Call::Readings(batch) => instance.on_readings(batch),
+            Call::Tick(now) => instance.on_tick(*now),
+        }
+    }
+
+    /// The live instance, told about every sensor; recovered first if it was lost.
+    fn live_instance(&mut self) -> Result<&mut PluginSandbox, CallError> {
+        if self.instance.is_none() {
+            let instance = self.recover()?;
+            self.instance = Some(instance);
+        }
+        let registry = &mut self.registry;
+        let Some(instance) = self.instance.as_mut() else {
+            return Err(CallError::Failed(Failure::Trap("no instance".into())));
+        };
+        let total = registry.sensors.len() as u32;
+        if registry.announced < total {
+            let first = registry.announced;
+            instance.on_sensors(first, &registry.sensors[first as usize..])?;
+            registry.announced = total;
+        }
+        for index in std::mem::take(&mut registry.changed) {
+            instance.on_sensors(index, std::slice::from_ref(&registry.sensors[index as usize]))?;
+        }
+        Ok(instance)
+    }
+
+    /// Starts a new instance in the state the lost one had, with back-off between attempts.
+    fn recover(&mut self) -> Result<PluginSandbox, CallError> {
+        let mut last_error = None;
+        for attempt in 0..MAX_RECOVERY_ATTEMPTS {
+            std::thread::sleep(backoff(self.consecutive_failures + attempt));
+            // A journal that made the plugin fail once is dropped from the next attempt:
+            // losing the last few calls' effect beats never coming back.
+            let replay = attempt == 0;
+            match self.fresh_instance(replay) {
+                Ok(instance) => {
+                    self.stats.restarts += 1;
+                    tracing::info!(plugin = self.name(), "plugin restarted and restored");
+                    return Ok(instance);
+                }
+                Err(error) => {
+                    tracing::error!(plugin = self.name(), "restart failed: {error}");
+                    last_error = Some(error);
+                }
+            }
+        }
+        if !self.journal.is_empty() {
+            tracing::warn!(plugin = self.name(), "dropping {} journaled calls", self.journal.len());
+            self.journal.clear();
+        }
+        Err(last_error.unwrap_or(CallError::Failed(Failure::Trap("restart failed".into()))))
+    }
+
+    fn fresh_instance(&mut self, replay: bool) -> Result<PluginSandbox, CallError> {
+        let mut instance =
+            PluginSandbox::instantiate(&self.plugin, &self.limits, self.clock.clone(), self.seed)
+                .map_err(CallError::Failed)?;
+        instance.init(&self.config)?;
+        if !self.registry.sensors.is_empty() {
+            instance.on_sensors(0, &self.registry.sensors)?;
+        }
+        self.registry.announced = self.registry.sensors.len() as u32;
+        self.registry.changed.clear();
+        if let Some(state) = &self.checkpoint.state {
+            instance.restore(state)?;
+        }
+        instance.set_rng_state(self.checkpoint.rng);
+        if replay {
+            for call in &self.journal {
+                match call {
+                    Call::Readings(batch) => drop(instance.on_readings(batch)),
+                    Call::Tick(now) => drop(instance.on_tick(*now)),
+                }
+            }
+        } else {
+            self.journal.clear();
+        }
+        Ok(instance)
+    }
+
+    fn journal(&mut self, call: Call) {
+        self.journal.push(call);
+        if self.journal.len() < self.checkpoint_every {
+            return;
+        }
+        let Some(instance) = self.instance.as_mut() else { return };
+        let rng = instance.rng_state();
+        match instance.snapshot() {
+            Ok(state) => {
+                self.checkpoint = Checkpoint { state: Some(state), rng };
+                self.journal.clear();
+            }
+            Err(error) => {
+                // The journal is kept: the next recovery replays it from the older checkpoint.
+                tracing::error!(plugin = self.name(), "snapshot failed: {error}");
+                if let CallError::Failed(failure) = &error {
+                    self.stats.count_failure(failure);
+                    self.instance = None;
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, mut messages: Vec<Message>, outcome: &mut Outcome) {
+        if messages.len() > self.limits.max_messages {
+            let dropped = messages.len() - self.limits.max_messages;
+            tracing::warn!(
+                plugin = self.name(),
+                "plugin returned {} messages in one call; kept the first {} (limits.max_messages)",
+                messages.len(),
+                self.limits.max_messages
+            );
+            messages.truncate(self.limits.max_messages);
+            self.stats.messages_dropped += dropped as u64;
+        }
+        self.stats.messages_out += messages.len() as u64;
+        outcome.messages.extend(messages);
+    }
+
+    fn dead_letter(&self, call: &Call, reason: String) -> DeadLetter {
+        match call {
+            Call::Readings(batch) => DeadLetter {
+                reason,
+                readings: (0..batch.sensors.len())
+                    .filter_map(|i| self.registry.payload(batch.sensors[i], batch.values[i], batch.times[i]))
+                    .collect(),
+                tick: None,
+            },
+            Call::Tick(now) => DeadLetter { reason, readings: Vec::new(), tick: Some(*now) },
+        }
+    }
+}
+
+/// 0 for the first failure, then 10 ms doubling up to 5 s: a plugin that keeps failing does not
+/// take a core, and one that failed once comes back at once.
+fn backoff(failures: u32) -> Duration {
+    if failures <= 1 {
+        return Duration::ZERO;
+    }
+    let ms = 10u64.saturating_mul(1u64 << (failures - 2).min(16));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// Runs one sensor-model plugin and keeps it alive.
+pub struct SensorModelSupervisor {
+    plugin: Arc<LoadedPlugin>,
+    config: Vec<(String, String)>,
+    stations: Vec<Station>,
+    limits: Limits,
+    clock: VirtualClock,
+    seed: u64,
+    instance: Option<SensorModelSandbox>,
+    sensors: Vec<Sensor>,
+    checkpoint: Checkpoint,
+    consecutive_failures: u32,
+    stats: PluginStats,
+}
+
+impl SensorModelSupervisor {
+    /// Starts the model; its `init` says which sensors it simulates.
+    pub fn start(
+        plugin: Arc<LoadedPlugin>,
+        config: Vec<(String, String)>,
+        stations: Vec<Station>,
+        limits: Limits,
+        clock: VirtualClock,
+        seed: u64,
+    ) -> Result<Self, CallError> {
+        let mut instance = SensorModelSandbox::instantiate(&plugin, &limits, clock.clone(), seed)
+            .map_err(CallError::Failed)?;
+        let sensors = instance.init(&config, &stations)?;
+        Ok(Self {
+            plugin,
+            config,
+            stations,
+            limits,
+            clock,
+            seed,
+            instance: Some(instance),
+            sensors,
+            checkpoint: Checkpoint { state: None, rng: seed },
+            consecutive_failures: 0,
+            stats: PluginStats::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.plugin.info.name
+    }
+
+    pub fn sensors(&self) -> &[Sensor] {
+        &self.sensors
+    }
+
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// The readings of one tick, as payloads ready to publish; a failed tick yields a dead
+    /// letter and no readings, and the model resumes from its last checkpoint.
+    pub fn tick(&mut self, now: i64) -> (Vec<Payload>, Option<DeadLetter>) {
+        self.stats.calls += 1;
+        let result = self.live_instance().and_then(|instance| instance.tick(now));
+        match result {
+            Ok(batch) => {
+                self.consecutive_failures = 0;
+                self.checkpoint_now();
+                let payloads = self.payloads(&batch);
+                self.stats.messages_out += payloads.len() as u64;
+                (payloads, None)
+            }
+            Err(error) => {
+                if let CallError::Failed(failure) = &error {
+                    self.stats.count_failure(failure);
+                    self.instance = None;
+                    self.consecutive_failures += 1;
+                } else {
+                    self.stats.guest_errors += 1;
+                }
+                tracing::error!(plugin = self.name(), "tick at {now} failed: {error}");
+                self.stats.dead_letters += 1;
+                let letter = DeadLetter { reason: error.to_string(), readings: Vec::new(), tick: Some(now) };
+                (Vec::new(), Some(letter))
+            }
+        }
+    }
+
+    fn live_instance(&mut self) -> Result<&mut SensorModelSandbox, CallError> {
+        if self.instance.is_none() {
+            std::thread::sleep(backoff(self.consecutive_failures));
+            let mut instance =
+                SensorModelSandbox::instantiate(&self.plugin, &self.limits, self.clock.clone(), self.seed)
+                    .map_err(CallError::Failed)?;
+            instance.init(&self.config, &self.stations)?;
+            if let Some(state) = &self.checkpoint.state {
+                instance.restore(state)?;
+            }
+            instance.set_rng_state(self.checkpoint.rng);
+            self.stats.restarts += 1;
+            self.instance = Some(instance);
+        }
+        self.instance.as_mut().ok_or(CallError::Failed(Failure::Trap("no instance".into())))
+    }
+
+    fn checkpoint_now(&mut self) {
+        let Some(instance) = self.instance.as_mut() else { return };
+        let rng = instance.rng_state();
+        if let Ok(state) = instance.snapshot() {
+            self.checkpoint = Checkpoint { state: Some(state), rng };
+        }
+    }
+
+    fn payloads(&mut self, batch: &Readings) -> Vec<Payload> {
+        let n = batch.sensors.len().min(batch.values.len()).min(batch.times.len());
+        let mut payloads = Vec::with_capacity(n);
+        for i in 0..n {
+            let Some(sensor) = self.sensors.get(batch.sensors[i] as usize) else {
+                self.stats.guest_errors += 1;
+                continue;
+            };
+            payloads.push(Payload {
+                sensor_id: sensor.id.clone(),
+                kind: sensor.kind.clone(),
+                value: batch.values[i],
+                unit: sensor.unit.clone(),
+                time: batch.times[i],
+                position: sensor.position.map(|p| (p.lat, p.lon)),
+                fields: BTreeMap::new(),
+                tags: sensor.tags.iter().cloned().collect(),
+            });
+        }
+        payloads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(id: &str, unit: &str) -> Payload {
+        Payload {
+            sensor_id: id.into(),
+            kind: "temperature".into(),
+            value: 1.0,
+            unit: unit.into(),
+            time: 0,
+            position: None,
+            fields: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn sensors_get_dense_stable_indices_and_changes_are_noticed() {
+        let mut registry = SensorRegistry::default();
+        assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
+        assert_eq!(registry.index_of(&reading("b", "°C")), Some(1));
+        registry.announced = 2;
+        assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
+        assert!(registry.changed.is_empty());
+        assert_eq!(registry.index_of(&reading("a", "K")), Some(0));
+        assert_eq!(registry.changed, vec![0]);
+        assert_eq!(registry.sensors[0].unit, "K");
+    }
+
+    #[test]
+    fn backoff_is_immediate_once_then_doubles_to_a_ceiling() {
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(10));
+        assert_eq!(backoff(3), Duration::from_millis(20));
+        assert_eq!(backoff(40), Duration::from_secs(5));
+    }
+}

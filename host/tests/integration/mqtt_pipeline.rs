@@ -1,0 +1,156 @@
+//! The whole chain over MQTT: readings in, plugin outputs out, against a real Mosquitto and
+//! against the embedded broker.
+
+use std::time::Duration;
+
+use garonne::config::{PipelineConfig, PluginConfig};
+use garonne::pipeline::RunningPipeline;
+use serde_json::Value;
+
+use crate::support::{Mosquitto, TestClient, plugin, reading, temp_dir};
+
+const T0: i64 = 1_795_939_200_000; // 2026-11-29T08:00:00Z
+
+fn rolling_stats(window_s: i64) -> PluginConfig {
+    let mut config = PluginConfig::from_path(plugin("rolling_stats"));
+    config.config.insert("window_s".into(), toml::Value::Integer(window_s));
+    config
+}
+
+fn pipeline(mqtt_url: Option<String>, plugins: Vec<PluginConfig>) -> PipelineConfig {
+    let mut config = PipelineConfig::default();
+    config.mqtt.url = mqtt_url;
+    config.mqtt.embedded_port = 0;
+    config.mqtt.client_id = format!("garonne-test-{}", crate::support::free_port());
+    config.runtime.cache_dir = Some(temp_dir("cache"));
+    config.plugins = plugins;
+    config
+}
+
+/// Publishes readings of a throw-away sensor until the processor answers: from then on the
+/// pipeline's subscription is known to be active, and no test reading can be lost to the race
+/// between its SUBSCRIBE and our PUBLISH.
+async fn wait_until_processing(client: &mut TestClient) {
+    for attempt in 0..100 {
+        client
+            .publish("toulouse/sensors/temperature/probe", reading("probe", "temperature", 0.0, T0 + attempt))
+            .await;
+        let answered =
+            client.collect_json(1, Duration::from_millis(200), |_, json| json["sensor_id"] == "probe").await;
+        if !answered.is_empty() {
+            return;
+        }
+    }
+    panic!("the pipeline never processed a probe reading");
+}
+
+/// Sends 10, 20, 30 °C one second apart and checks the rolling mean/min/max/count.
+async fn check_rolling_stats(port: u16) {
+    let mut client = TestClient::connect(port, &["toulouse/stats/#"]).await;
+    wait_until_processing(&mut client).await;
+    for (i, value) in [10.0, 20.0, 30.0].into_iter().enumerate() {
+        client
+            .publish(
+                "toulouse/sensors/temperature/s1",
+                reading("s1", "temperature", value, T0 + 1000 * i as i64),
+            )
+            .await;
+    }
+    let stats = client.collect_json(3, Duration::from_secs(10), |_, json| json["sensor_id"] == "s1").await;
+    assert_eq!(stats.len(), 3, "expected three rolling stats for s1, got {stats:?}");
+    let expected = [(10.0, 10.0, 10.0, 1.0), (15.0, 10.0, 20.0, 2.0), (20.0, 10.0, 30.0, 3.0)];
+    for ((topic, json), (mean, min, max, count)) in stats.iter().zip(expected) {
+        assert_eq!(topic, "toulouse/stats/temperature/s1");
+        assert_eq!(json["value"], mean, "{json}");
+        assert_eq!(json["fields"]["mean"], mean, "{json}");
+        assert_eq!(json["fields"]["min"], min, "{json}");
+        assert_eq!(json["fields"]["max"], max, "{json}");
+        assert_eq!(json["fields"]["count"], count, "{json}");
+        assert_eq!(json["unit"], "°C");
+        assert_eq!(json["lat"], 43.6);
+    }
+    assert_eq!(stats[2].1["ts"], "2026-11-29T08:00:02.000Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_turns_readings_into_stats_through_a_real_mosquitto() {
+    let mosquitto = Mosquitto::start();
+    let running = RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]))
+        .await
+        .expect("pipeline starts");
+    assert!(running.embedded.is_none());
+    check_rolling_stats(mosquitto.port).await;
+    let stats = running.stop().await;
+    assert_eq!(stats["rolling_stats"].failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_turns_readings_into_stats_through_the_embedded_broker() {
+    let running =
+        RunningPipeline::start(pipeline(None, vec![rolling_stats(300)])).await.expect("pipeline starts");
+    let embedded = running.embedded.expect("an embedded broker when no URL is given");
+    check_rolling_stats(embedded.mqtt.port()).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_payloads_go_to_the_dead_letter_topic_and_processing_goes_on() {
+    let mosquitto = Mosquitto::start();
+    let running = RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]))
+        .await
+        .expect("pipeline starts");
+    let mut client =
+        TestClient::connect(mosquitto.port, &["toulouse/stats/#", "garonne/dead-letter/#"]).await;
+    wait_until_processing(&mut client).await;
+    let bad: [&[u8]; 4] = [
+        b"not json",
+        br#"{"sensor_id":"s1","kind":"temperature","ts":0}"#,
+        br#"{"sensor_id":"s1","kind":"temperature","value":"hot","ts":0}"#,
+        &[b' '; 100 * 1024],
+    ];
+    for payload in bad {
+        client.publish("toulouse/sensors/temperature/s1", payload.to_vec()).await;
+    }
+    client.publish("toulouse/sensors/temperature/s1", reading("s1", "temperature", 7.0, T0)).await;
+    let seen = client
+        .collect_json(5, Duration::from_secs(10), |topic, json| {
+            topic == "garonne/dead-letter/decoder" || json["sensor_id"] == "s1"
+        })
+        .await;
+    let reasons: Vec<&Value> =
+        seen.iter().filter(|(t, _)| t.contains("dead-letter")).map(|(_, j)| &j["reason"]).collect();
+    assert_eq!(reasons.len(), 4, "{seen:?}");
+    assert!(reasons[0].as_str().is_some_and(|r| r.contains("not valid JSON")), "{reasons:?}");
+    assert!(reasons[1].as_str().is_some_and(|r| r.contains("value")), "{reasons:?}");
+    assert!(reasons[3].as_str().is_some_and(|r| r.contains("larger than the limit")), "{reasons:?}");
+    assert!(seen.iter().any(|(t, j)| t == "toulouse/stats/temperature/s1" && j["value"] == 7.0), "{seen:?}");
+    assert_eq!(running.stats.decode_errors(), 4);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensor_model_feeds_a_processor_end_to_end() {
+    let mut model = PluginConfig::from_path(plugin("synthetic"));
+    model.stations =
+        Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/stations/meteo.json"));
+    model.interval_s = 60.0;
+    let mut config = pipeline(None, vec![model, rolling_stats(3600)]);
+    config.runtime.speed = 600.0; // a tick every 0.1 s of real time
+    let running = RunningPipeline::start(config).await.expect("pipeline starts");
+    let port = running.embedded.expect("embedded broker").mqtt.port();
+    let station = "toulouse/sensors/temperature/00-station-meteo-toulouse-valade";
+    let stats_topic = "toulouse/stats/temperature/00-station-meteo-toulouse-valade";
+    let mut client = TestClient::connect(port, &[station, stats_topic]).await;
+    let seen = client.collect_json(6, Duration::from_secs(20), |_, _| true).await;
+    let readings: Vec<&Value> = seen.iter().filter(|(t, _)| t == station).map(|(_, j)| j).collect();
+    let stats: Vec<&Value> = seen.iter().filter(|(t, _)| t == stats_topic).map(|(_, j)| j).collect();
+    assert!(!readings.is_empty() && !stats.is_empty(), "{seen:?}");
+    for reading in &readings {
+        let value = reading["value"].as_f64().expect("a number");
+        assert!((-20.0..50.0).contains(&value), "implausible temperature {reading}");
+        assert_eq!(reading["lat"], 43.6046192);
+    }
+    let count = stats.last().and_then(|s| s["fields"]["count"].as_f64()).expect("a count");
+    assert!(count >= 1.0);
+    running.stop().await;
+}

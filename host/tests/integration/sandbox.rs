@@ -1,0 +1,163 @@
+//! Hostile plugins: each misbehaviour stops only its own instance, is reported, and the state
+//! comes back from the last checkpoint; a well-behaved plugin beside it keeps working.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use garonne::clock::VirtualClock;
+use garonne::payload::Payload;
+use garonne::sandbox::{Limits, Outcome, PluginEngine, ProcessorSupervisor};
+
+use crate::support::{plugin, temp_dir};
+
+const POISON: f64 = 13.0;
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(Some(&temp_dir("cache"))).expect("engine")
+}
+
+fn hostile(
+    engine: &PluginEngine,
+    mode: &str,
+    limits: Limits,
+    checkpoint_every: usize,
+) -> ProcessorSupervisor {
+    let loaded = Arc::new(engine.load(&plugin("hostile")).expect("hostile guest loads"));
+    let config = vec![
+        ("mode".to_owned(), mode.to_owned()),
+        ("poison".to_owned(), POISON.to_string()),
+        ("flood_count".to_owned(), "100000".to_owned()),
+    ];
+    ProcessorSupervisor::start(loaded, config, limits, VirtualClock::new(0, 1.0), 7)
+        .expect("hostile guest starts")
+        .with_checkpoint_every(checkpoint_every)
+}
+
+fn readings(values: &[f64]) -> Vec<Payload> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| Payload {
+            sensor_id: "s1".into(),
+            kind: "temperature".into(),
+            value,
+            unit: "°C".into(),
+            time: 1_000 * i as i64,
+            position: None,
+            fields: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        })
+        .collect()
+}
+
+/// The `count` values the hostile guest emitted.
+fn counts(outcome: &Outcome) -> Vec<f64> {
+    outcome.messages.iter().filter(|m| m.topic == "count").map(|m| m.value).collect()
+}
+
+fn dead_values(outcome: &Outcome) -> Vec<f64> {
+    outcome.dead_letters.iter().flat_map(|d| d.readings.iter().map(|r| r.value)).collect()
+}
+
+/// Runs rolling_stats on its own thread for `batches` batches and returns how many messages it
+/// produced; used to show that a plugin keeps going while its neighbour misbehaves.
+fn well_behaved_neighbour(engine: &PluginEngine, batches: usize) -> std::thread::JoinHandle<usize> {
+    let loaded = Arc::new(engine.load(&plugin("rolling_stats")).expect("rolling_stats loads"));
+    let mut neighbour =
+        ProcessorSupervisor::start(loaded, vec![], Limits::default(), VirtualClock::new(0, 1.0), 1)
+            .expect("rolling_stats starts");
+    std::thread::spawn(move || {
+        let mut produced = 0;
+        for batch in 0..batches {
+            let values: Vec<f64> = (0..10).map(|i| (batch * 10 + i) as f64).collect();
+            produced += neighbour.on_readings(&readings(&values)).messages.len();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(neighbour.stats().failures(), 0);
+        produced
+    })
+}
+
+#[test]
+fn an_endless_loop_is_interrupted_at_the_deadline_and_the_neighbour_goes_on() {
+    let engine = engine();
+    let limits = Limits { call_deadline_ms: 100, ..Limits::default() };
+    let mut looper = hostile(&engine, "loop", limits, 1);
+    let neighbour = well_behaved_neighbour(&engine, 40);
+
+    let started = Instant::now();
+    let outcome = looper.on_readings(&readings(&[1.0, 2.0, POISON, 4.0]));
+    // Not a speed check: an endless loop that was not interrupted would never get here.
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    assert_eq!(counts(&outcome), vec![1.0, 2.0, 3.0], "the other readings are processed");
+    assert_eq!(dead_values(&outcome), vec![POISON], "only the poison reading is dead-lettered");
+    assert!(outcome.dead_letters[0].reason.contains("CPU deadline of 100 ms"), "{:?}", outcome.dead_letters);
+    let stats = looper.stats();
+    // Once for the whole batch, once more for the poison reading alone.
+    assert_eq!(stats.deadline_failures, 2);
+    assert!(stats.restarts >= 2);
+    assert_eq!(neighbour.join().expect("neighbour thread"), 400, "the neighbour processed all its readings");
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_cap_and_state_survives() {
+    let engine = engine();
+    let limits = Limits { memory_mib: 32, ..Limits::default() };
+    let mut bomb = hostile(&engine, "oom", limits, 1);
+    let neighbour = well_behaved_neighbour(&engine, 20);
+
+    assert_eq!(counts(&bomb.on_readings(&readings(&[1.0, 2.0]))), vec![1.0, 2.0]);
+    let outcome = bomb.on_readings(&readings(&[POISON]));
+    assert!(outcome.messages.is_empty());
+    assert_eq!(dead_values(&outcome), vec![POISON]);
+    assert!(outcome.dead_letters[0].reason.contains("over its cap of 32 MiB"), "{:?}", outcome.dead_letters);
+    assert_eq!(bomb.stats().memory_failures, 1);
+    // The count goes on from 2: the state was restored, not reset.
+    assert_eq!(counts(&bomb.on_readings(&readings(&[5.0]))), vec![3.0]);
+    assert_eq!(neighbour.join().expect("neighbour thread"), 200);
+}
+
+#[test]
+fn a_trap_is_recovered_from_the_snapshot_and_the_journal() {
+    let engine = engine();
+    // checkpoint_every 1: recovery from a snapshot alone; 100: from an old snapshot plus the
+    // journal of the calls since.
+    for checkpoint_every in [1, 100] {
+        let mut trapper = hostile(&engine, "trap", Limits::default(), checkpoint_every);
+        assert_eq!(counts(&trapper.on_readings(&readings(&[1.0, 2.0]))), vec![1.0, 2.0]);
+        let outcome = trapper.on_readings(&readings(&[3.0, POISON, 4.0]));
+        assert_eq!(counts(&outcome), vec![3.0, 4.0], "checkpoint_every = {checkpoint_every}");
+        assert_eq!(dead_values(&outcome), vec![POISON]);
+        assert!(outcome.dead_letters[0].reason.contains("trapped"), "{:?}", outcome.dead_letters);
+        assert!(outcome.dead_letters[0].reason.contains("poison"), "the guest's panic message is kept");
+        assert_eq!(counts(&trapper.on_readings(&readings(&[5.0]))), vec![5.0]);
+        assert_eq!(trapper.stats().trap_failures, 2);
+        assert_eq!(trapper.stats().dead_letters, 1);
+    }
+}
+
+#[test]
+fn an_enormous_list_of_outputs_is_cut_at_the_cap() {
+    let engine = engine();
+    let limits = Limits { max_messages: 1_000, ..Limits::default() };
+    let mut flooder = hostile(&engine, "flood", limits, 1);
+    let neighbour = well_behaved_neighbour(&engine, 20);
+    let outcome = flooder.on_readings(&readings(&[POISON]));
+    assert_eq!(outcome.messages.len(), 1_000);
+    assert_eq!(flooder.stats().messages_dropped, 99_000);
+    assert_eq!(counts(&flooder.on_readings(&readings(&[1.0]))), vec![1.0], "the plugin keeps running");
+    assert_eq!(neighbour.join().expect("neighbour thread"), 200);
+}
+
+#[test]
+fn a_bad_config_stops_the_start_with_the_plugins_own_message() {
+    let engine = engine();
+    let loaded = Arc::new(engine.load(&plugin("hostile")).expect("loads"));
+    let config = vec![("mode".to_owned(), "explode".to_owned())];
+    let error = ProcessorSupervisor::start(loaded, config, Limits::default(), VirtualClock::new(0, 1.0), 1)
+        .err()
+        .expect("init refuses an unknown mode");
+    assert!(error.to_string().contains("explode"), "{error}");
+}

@@ -1,0 +1,174 @@
+//! Test fixtures: plugin paths, a real Mosquitto, an MQTT test client.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// A plugin built by `cargo xtask build-plugins`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh empty folder under the system's temp folder.
+pub fn temp_dir(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("garonne-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot create a temp folder");
+    dir
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("no free port");
+    listener.local_addr().expect("no local address").port()
+}
+
+fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 10 s");
+}
+
+/// A real Mosquitto on a free loopback port, stopped when dropped.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    pub fn start() -> Self {
+        let dir = temp_dir("mosquitto");
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n\
+             max_queued_messages 100000\n"
+        );
+        std::fs::write(&conf, text).expect("cannot write mosquitto.conf");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start mosquitto: install it with `apt-get install mosquitto`");
+        wait_for_port(port);
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+fn mosquitto_binary() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An MQTT client for tests: publishes, and collects what its subscriptions receive.
+pub struct TestClient {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl TestClient {
+    /// Connects and returns once every subscription is acknowledged.
+    pub async fn connect(port: u16, filters: &[&str]) -> Self {
+        let id = format!("test-{}-{}", std::process::id(), free_port());
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut events) = AsyncClient::new(options, 1000);
+        let (tx, received) = mpsc::unbounded_channel();
+        let (suback_tx, mut suback_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = suback_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        for filter in filters {
+            client.subscribe(*filter, QoS::AtLeastOnce).await.expect("subscribe");
+        }
+        for _ in filters {
+            tokio::time::timeout(Duration::from_secs(10), suback_rx.recv())
+                .await
+                .expect("no SUBACK within 10 s");
+        }
+        Self { client, received }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish");
+    }
+
+    /// The next message, if one comes within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<(String, Vec<u8>)> {
+        tokio::time::timeout(wait, self.received.recv()).await.ok().flatten()
+    }
+
+    /// Messages whose JSON satisfies `keep`, until `count` of them arrived or `wait` passed.
+    pub async fn collect_json(
+        &mut self,
+        count: usize,
+        wait: Duration,
+        keep: impl Fn(&str, &Value) -> bool,
+    ) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + wait;
+        let mut kept = Vec::new();
+        while kept.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((topic, bytes)) = self.next(left).await else { break };
+            let Ok(json) = serde_json::from_slice::<Value>(&bytes) else { continue };
+            if keep(&topic, &json) {
+                kept.push((topic, json));
+            }
+        }
+        kept
+    }
+}
+
+/// A reading in the wire format.
+pub fn reading(sensor: &str, kind: &str, value: f64, ts: i64) -> String {
+    serde_json::json!({"sensor_id": sensor, "kind": kind, "value": value, "unit": "°C", "ts": ts,
+                       "lat": 43.6, "lon": 1.44})
+    .to_string()
+}

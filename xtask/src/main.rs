@@ -1,0 +1,120 @@
+//! Project tasks, so that a fresh machine needs only cargo:
+//!
+//! - `cargo xtask build-plugins`: every plugin and test guest to `wasm32-wasip2`;
+//! - `cargo xtask test`: build the plugins, then every test of the host and the SDK;
+//! - `cargo xtask demo [ARGS]`: build what the demo needs and run it (ARGS go to `host run`);
+//! - `cargo xtask lint`: rustfmt and clippy, on the host and the plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build-plugins") => build_plugins(),
+        Some("test") => build_plugins().and_then(|()| test(&args[1..])),
+        Some("demo") => build_plugins().and_then(|()| demo(&args[1..])),
+        Some("lint") => lint(),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: cargo xtask <build-plugins | test [CARGO TEST ARGS] | demo [HOST RUN ARGS] | lint>";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: running {shown}");
+    let status = command.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn check_wasm_target() -> Result<(), String> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup to check the {WASM_TARGET} target: {e}"))?;
+    if String::from_utf8_lossy(&output.stdout).lines().any(|t| t.trim() == WASM_TARGET) {
+        Ok(())
+    } else {
+        Err(format!("the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`"))
+    }
+}
+
+/// Builds the plugin workspace; its `.cargo/config.toml` sets the wasm target, which is why the
+/// build runs from that folder rather than with `--manifest-path`.
+fn build_plugins() -> Result<(), String> {
+    check_wasm_target()?;
+    let plugins = root().join("plugins");
+    run(cargo().current_dir(&plugins).args(["build", "--release", "--quiet"]))?;
+    eprintln!("xtask: plugins are in {}", plugins.join("target").join(WASM_TARGET).join("release").display());
+    Ok(())
+}
+
+fn host_triple() -> Result<String, String> {
+    let output = Command::new("rustc").arg("-vV").output().map_err(|e| format!("cannot run rustc: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .ok_or_else(|| "rustc -vV did not name the host target".to_owned())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let triple = host_triple()?;
+    run(cargo().current_dir(root().join("plugins")).args([
+        "test",
+        "--quiet",
+        "-p",
+        "garonne-sdk",
+        "--target",
+        &triple,
+    ]))?;
+    run(cargo().current_dir(root()).args(["test", "--workspace"]).args(extra))
+}
+
+fn demo(extra: &[String]) -> Result<(), String> {
+    run(cargo()
+        .current_dir(root())
+        .args(["run", "--quiet", "--bin", "host", "--", "run", "--config", "pipelines/demo.toml"])
+        .args(extra))
+}
+
+fn lint() -> Result<(), String> {
+    run(cargo().current_dir(root()).args(["fmt", "--all", "--check"]))?;
+    run(cargo().current_dir(root()).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let plugins = root().join("plugins");
+    run(cargo().current_dir(&plugins).args(["fmt", "--all", "--check"]))?;
+    run(cargo().current_dir(&plugins).args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
