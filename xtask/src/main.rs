@@ -52,10 +52,11 @@ fn check_wasm_target() -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run rustup to check the {WASM_TARGET} target: {e}"))?;
     if String::from_utf8_lossy(&output.stdout).lines().any(|t| t.trim() == WASM_TARGET) {
-        Ok(())
-    } else {
-        Err(format!("the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`"))
+        return Ok(());
     }
+    eprintln!("xtask: the {WASM_TARGET} target is missing; adding it");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+        .map_err(|e| format!("{e}: run `rustup target add {WASM_TARGET}` yourself"))
 }
 
 /// Builds the plugin workspace; its `.cargo/config.toml` sets the wasm target, which is why the

@@ -1,6 +1,7 @@
 //! A plugin's stdout and stderr, sent line by line to the host's log with the plugin's name.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -9,16 +10,51 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 /// A line longer than this is logged in pieces, so a guest printing without newlines cannot
 /// grow the host's memory.
 const MAX_LINE: usize = 4096;
+/// Lines of stderr kept to explain a trap: a Rust guest prints its panic message there just
+/// before it aborts, and that message is what the plugin's author needs to see.
+const TAIL_LINES: usize = 4;
+
+/// The last lines a guest wrote on stderr.
+#[derive(Clone, Default)]
+pub(crate) struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    fn push(&self, line: &str) {
+        if let Ok(mut lines) = self.0.lock() {
+            if lines.len() == TAIL_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(line.to_owned());
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.clear();
+        }
+    }
+
+    /// The kept lines joined, or `None` if the guest wrote nothing.
+    pub fn text(&self) -> Option<String> {
+        let lines = self.0.lock().ok()?;
+        (!lines.is_empty()).then(|| lines.iter().map(String::as_str).collect::<Vec<_>>().join(" | "))
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
     plugin: Arc<str>,
     stream: &'static str,
+    tail: Option<StderrTail>,
 }
 
 impl GuestOutput {
-    pub fn new(plugin: Arc<str>, stream: &'static str) -> Self {
-        Self { plugin, stream }
+    pub fn stdout(plugin: Arc<str>) -> Self {
+        Self { plugin, stream: "stdout", tail: None }
+    }
+
+    pub fn stderr(plugin: Arc<str>, tail: StderrTail) -> Self {
+        Self { plugin, stream: "stderr", tail: Some(tail) }
     }
 }
 
@@ -49,6 +85,9 @@ impl LineLogger {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\r', '\n']);
         tracing::info!(plugin = &*self.out.plugin, stream = self.out.stream, "{text}");
+        if let Some(tail) = &self.out.tail {
+            tail.push(text);
+        }
         self.line.clear();
     }
 }

@@ -73,6 +73,7 @@ impl<B> Sandbox<B> {
     ) -> Result<R, CallError> {
         self.store.set_epoch_deadline(deadline_ticks(deadline));
         self.store.data_mut().memory.exceeded = None;
+        self.store.data().stderr_tail.clear();
         match f(&mut self.store, &self.bindings) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(CallError::Guest(message)),
@@ -213,5 +214,9 @@ fn classify(
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return Failure::Deadline { ms: deadline.as_millis() as u64 };
     }
-    Failure::Trap(format!("{error:#}"))
+    let trap = error.downcast_ref::<Trap>().map_or_else(|| format!("{error:#}"), Trap::to_string);
+    match store.data().stderr_tail.text() {
+        Some(said) => Failure::Trap(format!("{trap}; the plugin wrote on stderr: {said}")),
+        None => Failure::Trap(format!("{error:#}")),
+    }
 }

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_1_0::{host, types};
-use super::guest_output::GuestOutput;
+use super::guest_output::{GuestOutput, StderrTail};
 use crate::clock::VirtualClock;
 
 /// The data of one `Store`: one per plugin instance, dropped with it after a trap.
@@ -16,6 +16,7 @@ pub(crate) struct GuestState {
     pub clock: VirtualClock,
     pub rng: SplitMix64,
     pub memory: MemoryCap,
+    pub stderr_tail: StderrTail,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -25,9 +26,10 @@ impl GuestState {
         // WASI is linked because a Rust std guest imports it even when unused, but it is empty:
         // no preopened directory, no environment, no arguments, no sockets, and stdout/stderr go
         // to the host's log instead of the host's terminal.
+        let stderr_tail = StderrTail::default();
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(plugin.clone(), "stdout"))
-            .stderr(GuestOutput::new(plugin.clone(), "stderr"))
+            .stdout(GuestOutput::stdout(plugin.clone()))
+            .stderr(GuestOutput::stderr(plugin.clone(), stderr_tail.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -38,6 +40,7 @@ impl GuestState {
             clock,
             rng: SplitMix64(seed),
             memory: MemoryCap { max_bytes: memory_bytes, exceeded: None },
+            stderr_tail,
             wasi,
             table: ResourceTable::new(),
         }

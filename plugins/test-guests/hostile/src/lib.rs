@@ -1,0 +1,81 @@
+//! TEST ONLY: a processor that misbehaves on purpose when it sees the `poison` value, for the
+//! host's sandbox tests. Otherwise it counts readings and publishes the count on `count`.
+//!
+//! Config: `mode` = `loop` | `oom` | `trap` | `flood`; `poison` (a number; without it nothing
+//! bad ever happens); `flood_count` (messages for `flood`, default 100000).
+
+use garonne_sdk::{Config, Message, Output, Processor, Reading};
+use serde::{Deserialize, Serialize};
+
+#[derive(Default, Serialize, Deserialize)]
+struct Hostile {
+    count: u64,
+    #[serde(skip)]
+    mode: Mode,
+    #[serde(skip)]
+    poison: Option<f64>,
+    #[serde(skip)]
+    flood_count: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+enum Mode {
+    #[default]
+    Loop,
+    Oom,
+    Trap,
+    Flood,
+}
+
+impl Processor for Hostile {
+    fn init(&mut self, config: &Config) -> Result<(), String> {
+        self.mode = match config.get_str("mode").unwrap_or("loop") {
+            "loop" => Mode::Loop,
+            "oom" => Mode::Oom,
+            "trap" => Mode::Trap,
+            "flood" => Mode::Flood,
+            other => return Err(format!("unknown mode {other:?}: use loop, oom, trap or flood")),
+        };
+        self.poison = config.get_f64("poison")?;
+        self.flood_count = config.u64_or("flood_count", 100_000)?;
+        Ok(())
+    }
+
+    fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
+        if Some(reading.value()) == self.poison {
+            match self.mode {
+                Mode::Loop => spin_forever(),
+                Mode::Oom => eat_memory(),
+                Mode::Trap => panic!("hostile: poison value {}", reading.value()),
+                Mode::Flood => {
+                    for i in 0..self.flood_count {
+                        out.emit(Message::new("flood", "hostile", "flood", i as f64, "", reading.time()));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.count += 1;
+        out.emit(Message::new("count", "hostile", "count", self.count as f64, "", reading.time()));
+        Ok(())
+    }
+}
+
+fn spin_forever() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        // black_box keeps the optimiser from proving the loop useless.
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn eat_memory() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        chunk[0] = 1; // touch it
+        hoard.push(std::hint::black_box(chunk));
+    }
+}
+
+garonne_sdk::export_processor!(Hostile);
