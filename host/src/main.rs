@@ -30,9 +30,11 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn,wasmtime=warn,cranelift=warn")
+        // rumqttd reports every client that disconnects as an error: silence it unless asked.
+        tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn,wasmtime=warn,cranelift=warn")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {

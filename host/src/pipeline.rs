@@ -38,6 +38,8 @@ use crate::topic;
 const QUEUE_CAPACITY: usize = 10_000;
 /// How often the host logs and publishes its counters.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How long the start waits for the broker to acknowledge the processors' subscriptions.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -239,6 +241,7 @@ impl RunningPipeline {
             status_topic.clone(),
             status,
             out_client.clone(),
+            pipeline.shutdown.subscribe(),
         )));
 
         let mut routes = Vec::new();
@@ -249,6 +252,21 @@ impl RunningPipeline {
             pipeline.workers.push(worker);
             routes.push(Route { filters: inputs, queue: tx.clone() });
             pipeline.processor_queues.push(tx);
+        }
+        let (subscribed_tx, mut subscribed) = watch::channel(routes.is_empty());
+        let input = Input {
+            routes: Arc::new(routes),
+            client: in_client,
+            publisher: publisher.clone(),
+            stats: stats.clone(),
+            max_payload: config.mqtt.max_payload,
+            subscribed: subscribed_tx,
+        };
+        pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pipeline.shutdown.subscribe())));
+        // The sensor models start once the processors' subscriptions are in place, so that the
+        // first readings of a run reach them.
+        if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
+            tracing::warn!("the broker has not acknowledged the subscriptions yet; starting anyway");
         }
         for (supervisor, interval_s) in plugins.models {
             let (stop_tx, stop_rx) = std::sync::mpsc::channel();
@@ -263,15 +281,6 @@ impl RunningPipeline {
             pipeline.workers.push(worker);
             pipeline.model_stops.push(stop_tx);
         }
-
-        let input = Input {
-            routes: Arc::new(routes),
-            client: in_client,
-            publisher: publisher.clone(),
-            stats: stats.clone(),
-            max_payload: config.mqtt.max_payload,
-        };
-        pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pipeline.shutdown.subscribe())));
         pipeline.tasks.push(tokio::spawn(tick_processors(
             pipeline.processor_queues.clone(),
             clock,
@@ -392,6 +401,7 @@ struct Input {
     publisher: Publisher,
     stats: Arc<StatsBoard>,
     max_payload: usize,
+    subscribed: watch::Sender<bool>,
 }
 
 impl Input {
@@ -446,6 +456,9 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
                 tracing::info!("input connection to the broker established");
                 input.subscribe_all();
             }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                let _ = input.subscribed.send(true);
+            }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 input.route(&publish.topic, &publish.payload).await
             }
@@ -459,10 +472,24 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
     }
 }
 
-async fn drive_output(mut events: EventLoop, status_topic: String, online: String, client: AsyncClient) {
+async fn drive_output(
+    mut events: EventLoop,
+    status_topic: String,
+    online: String,
+    client: AsyncClient,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut failures = 0;
     loop {
-        match events.poll().await {
+        let event = tokio::select! {
+            // After shutdown, go on delivering what is queued until the disconnect goes out.
+            event = events.poll() => event,
+            _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+        };
+        if *shutdown.borrow() && event.is_err() {
+            return;
+        }
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
                 let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, online.clone());

@@ -13,6 +13,12 @@ use crate::support::{plugin, temp_dir};
 
 const POISON: f64 = 13.0;
 
+/// Limits for tests that are not about the deadline: generous enough that a loaded CI machine
+/// never turns a slow call into a spurious deadline failure.
+fn relaxed() -> Limits {
+    Limits { call_deadline_ms: 20_000, init_deadline_ms: 20_000, ..Limits::default() }
+}
+
 fn engine() -> PluginEngine {
     PluginEngine::new(Some(&temp_dir("cache"))).expect("engine")
 }
@@ -23,12 +29,23 @@ fn hostile(
     limits: Limits,
     checkpoint_every: usize,
 ) -> ProcessorSupervisor {
+    hostile_with(engine, mode, limits, checkpoint_every, &[])
+}
+
+fn hostile_with(
+    engine: &PluginEngine,
+    mode: &str,
+    limits: Limits,
+    checkpoint_every: usize,
+    extra: &[(&str, &str)],
+) -> ProcessorSupervisor {
     let loaded = Arc::new(engine.load(&plugin("hostile")).expect("hostile guest loads"));
-    let config = vec![
+    let mut config = vec![
         ("mode".to_owned(), mode.to_owned()),
         ("poison".to_owned(), POISON.to_string()),
         ("flood_count".to_owned(), "100000".to_owned()),
     ];
+    config.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     ProcessorSupervisor::start(loaded, config, limits, VirtualClock::new(0, 1.0), 7)
         .expect("hostile guest starts")
         .with_checkpoint_every(checkpoint_every)
@@ -64,9 +81,8 @@ fn dead_values(outcome: &Outcome) -> Vec<f64> {
 /// produced; used to show that a plugin keeps going while its neighbour misbehaves.
 fn well_behaved_neighbour(engine: &PluginEngine, batches: usize) -> std::thread::JoinHandle<usize> {
     let loaded = Arc::new(engine.load(&plugin("rolling_stats")).expect("rolling_stats loads"));
-    let mut neighbour =
-        ProcessorSupervisor::start(loaded, vec![], Limits::default(), VirtualClock::new(0, 1.0), 1)
-            .expect("rolling_stats starts");
+    let mut neighbour = ProcessorSupervisor::start(loaded, vec![], relaxed(), VirtualClock::new(0, 1.0), 1)
+        .expect("rolling_stats starts");
     std::thread::spawn(move || {
         let mut produced = 0;
         for batch in 0..batches {
@@ -82,7 +98,7 @@ fn well_behaved_neighbour(engine: &PluginEngine, batches: usize) -> std::thread:
 #[test]
 fn an_endless_loop_is_interrupted_at_the_deadline_and_the_neighbour_goes_on() {
     let engine = engine();
-    let limits = Limits { call_deadline_ms: 100, ..Limits::default() };
+    let limits = Limits { call_deadline_ms: 100, ..relaxed() };
     let mut looper = hostile(&engine, "loop", limits, 1);
     let neighbour = well_behaved_neighbour(&engine, 40);
 
@@ -104,7 +120,7 @@ fn an_endless_loop_is_interrupted_at_the_deadline_and_the_neighbour_goes_on() {
 #[test]
 fn a_memory_bomb_is_stopped_at_the_cap_and_state_survives() {
     let engine = engine();
-    let limits = Limits { memory_mib: 32, ..Limits::default() };
+    let limits = Limits { memory_mib: 32, ..relaxed() };
     let mut bomb = hostile(&engine, "oom", limits, 1);
     let neighbour = well_behaved_neighbour(&engine, 20);
 
@@ -125,7 +141,7 @@ fn a_trap_is_recovered_from_the_snapshot_and_the_journal() {
     // checkpoint_every 1: recovery from a snapshot alone; 100: from an old snapshot plus the
     // journal of the calls since.
     for checkpoint_every in [1, 100] {
-        let mut trapper = hostile(&engine, "trap", Limits::default(), checkpoint_every);
+        let mut trapper = hostile(&engine, "trap", relaxed(), checkpoint_every);
         assert_eq!(counts(&trapper.on_readings(&readings(&[1.0, 2.0]))), vec![1.0, 2.0]);
         let outcome = trapper.on_readings(&readings(&[3.0, POISON, 4.0]));
         assert_eq!(counts(&outcome), vec![3.0, 4.0], "checkpoint_every = {checkpoint_every}");
@@ -141,7 +157,7 @@ fn a_trap_is_recovered_from_the_snapshot_and_the_journal() {
 #[test]
 fn an_enormous_list_of_outputs_is_cut_at_the_cap() {
     let engine = engine();
-    let limits = Limits { max_messages: 1_000, ..Limits::default() };
+    let limits = Limits { max_messages: 1_000, ..relaxed() };
     let mut flooder = hostile(&engine, "flood", limits, 1);
     let neighbour = well_behaved_neighbour(&engine, 20);
     let outcome = flooder.on_readings(&readings(&[POISON]));
@@ -156,8 +172,45 @@ fn a_bad_config_stops_the_start_with_the_plugins_own_message() {
     let engine = engine();
     let loaded = Arc::new(engine.load(&plugin("hostile")).expect("loads"));
     let config = vec![("mode".to_owned(), "explode".to_owned())];
-    let error = ProcessorSupervisor::start(loaded, config, Limits::default(), VirtualClock::new(0, 1.0), 1)
+    let error = ProcessorSupervisor::start(loaded, config, relaxed(), VirtualClock::new(0, 1.0), 1)
         .err()
         .expect("init refuses an unknown mode");
     assert!(error.to_string().contains("explode"), "{error}");
+}
+
+#[test]
+fn a_plugin_cannot_reach_files_environment_or_network() {
+    // A real listener on loopback: if the sandbox let sockets through, the connect would succeed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let target = listener.local_addr().expect("address").to_string();
+    // SAFETY of the test's claim: the host process itself does have environment variables.
+    assert!(std::env::vars().count() > 0);
+    let engine = engine();
+    let mut escaper = hostile_with(&engine, "escape", relaxed(), 1, &[("target", &target)]);
+    let outcome = escaper.on_readings(&readings(&[POISON]));
+    let report = outcome.messages.iter().find(|m| m.topic == "escape").expect("an escape report");
+    assert_eq!(report.fields.len(), 6, "{report:?}");
+    for (what, got_through) in &report.fields {
+        assert_eq!(*got_through, 0.0, "the plugin reached {what}: {report:?}");
+    }
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let cache = temp_dir("cache-check");
+    let files = |dir: &std::path::Path| -> usize {
+        fn count(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries.flatten().map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 }).sum()
+                })
+                .unwrap_or(0)
+        }
+        count(dir)
+    };
+    assert_eq!(files(&cache), 0);
+    let engine = PluginEngine::new(Some(&cache)).expect("engine");
+    engine.load(&plugin("rolling_stats")).expect("loads");
+    drop(engine);
+    assert!(files(&cache) >= 1, "no compiled artifact in {}", cache.display());
 }

@@ -1,8 +1,12 @@
 //! TEST ONLY: a processor that misbehaves on purpose when it sees the `poison` value, for the
 //! host's sandbox tests. Otherwise it counts readings and publishes the count on `count`.
 //!
-//! Config: `mode` = `loop` | `oom` | `trap` | `flood`; `poison` (a number; without it nothing
-//! bad ever happens); `flood_count` (messages for `flood`, default 100000).
+//! Config: `mode` = `loop` | `oom` | `trap` | `flood` | `escape`; `poison` (a number; without it
+//! nothing bad ever happens); `flood_count` (messages for `flood`, default 100000); `target`
+//! (`host:port` that `escape` tries to connect to).
+//!
+//! `escape` tries to get out of the sandbox (files, environment, arguments, network) and reports
+//! on the `escape` topic what it could reach: 1 in a field means it got through.
 
 use garonne_sdk::{Config, Message, Output, Processor, Reading};
 use serde::{Deserialize, Serialize};
@@ -16,6 +20,8 @@ struct Hostile {
     poison: Option<f64>,
     #[serde(skip)]
     flood_count: u64,
+    #[serde(skip)]
+    target: String,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -25,6 +31,7 @@ enum Mode {
     Oom,
     Trap,
     Flood,
+    Escape,
 }
 
 impl Processor for Hostile {
@@ -34,10 +41,12 @@ impl Processor for Hostile {
             "oom" => Mode::Oom,
             "trap" => Mode::Trap,
             "flood" => Mode::Flood,
-            other => return Err(format!("unknown mode {other:?}: use loop, oom, trap or flood")),
+            "escape" => Mode::Escape,
+            other => return Err(format!("unknown mode {other:?}: use loop, oom, trap, flood or escape")),
         };
         self.poison = config.get_f64("poison")?;
         self.flood_count = config.u64_or("flood_count", 100_000)?;
+        self.target = config.get_str("target").unwrap_or("127.0.0.1:1883").to_owned();
         Ok(())
     }
 
@@ -47,6 +56,10 @@ impl Processor for Hostile {
                 Mode::Loop => spin_forever(),
                 Mode::Oom => eat_memory(),
                 Mode::Trap => panic!("hostile: poison value {}", reading.value()),
+                Mode::Escape => {
+                    out.emit(try_to_escape(&self.target, reading.time()));
+                    return Ok(());
+                }
                 Mode::Flood => {
                     for i in 0..self.flood_count {
                         out.emit(Message::new("flood", "hostile", "flood", i as f64, "", reading.time()));
@@ -59,6 +72,23 @@ impl Processor for Hostile {
         out.emit(Message::new("count", "hostile", "count", self.count as f64, "", reading.time()));
         Ok(())
     }
+}
+
+fn try_to_escape(target: &str, time: i64) -> Message {
+    let got = |ok: bool| if ok { 1.0 } else { 0.0 };
+    let read_root = std::fs::read_dir("/").is_ok();
+    let read_file = std::fs::read("/etc/passwd").is_ok();
+    let write_file = std::fs::write("escape.txt", b"out").is_ok();
+    let env = std::env::vars().count() > 0;
+    let args = std::env::args().count() > 0;
+    let connect = std::net::TcpStream::connect(target).is_ok();
+    Message::new("escape", "hostile", "escape", 0.0, "", time)
+        .field("read_root", got(read_root))
+        .field("read_file", got(read_file))
+        .field("write_file", got(write_file))
+        .field("env", got(env))
+        .field("args", got(args))
+        .field("connect", got(connect))
 }
 
 fn spin_forever() -> ! {
