@@ -86,3 +86,13 @@ fn every_command_has_help_with_examples() {
         assert!(text(&output.stdout).contains("Example"), "{args:?}: {}", text(&output.stdout));
     }
 }
+
+#[test]
+fn the_readme_plugin_example_is_the_one_that_is_built() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let start = readme.find("```rust\n").expect("a rust block in the README") + "```rust\n".len();
+    let end = start + readme[start..].find("```").expect("the end of the block");
+    let source = std::fs::read_to_string(root.join("plugins/fahrenheit/src/lib.rs")).expect("fahrenheit");
+    assert_eq!(&readme[start..end], source, "README.md and plugins/fahrenheit/src/lib.rs differ");
+}
