@@ -71,4 +71,56 @@ pub enum PluginCommand {
         /// The component to inspect.
         path: PathBuf,
     },
+    /// Replay recorded readings through a plugin, offline, and print what it emits.
+    #[command(after_help = "Examples:\n  \
+        host plugin test rolling_stats.wasm --input plugins/rolling_stats/testdata/input.jsonl\n  \
+        host plugin test rolling_stats.wasm --input input.jsonl --set window_s=60 --expect expected.jsonl\n  \
+        host plugin test synthetic.wasm --stations data/stations/meteo.json \\\n      \
+        --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z --interval-s 900\n\n\
+        Emitted messages go to stdout as JSON lines, with their topic; what the plugin could not\n\
+        process goes to stderr. Time follows the readings' own timestamps: on-tick runs each time\n\
+        event time crosses a multiple of --tick-s, and once more --flush-s after the last reading.")]
+    Test(Box<TestArgs>),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The plugin to test.
+    pub path: PathBuf,
+    /// Readings to replay, one JSON object per line (processors).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub input: Option<PathBuf>,
+    /// The plugin's configuration, as a TOML table (`window_s = 300`).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// One configuration value, after those of --config (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Compare the output with this file; print the differences and fail if they differ.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub expect: Option<PathBuf>,
+    /// Readings per on-readings call.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Virtual seconds between two on-tick calls.
+    #[arg(long, default_value_t = 60.0)]
+    pub tick_s: f64,
+    /// Virtual seconds after the last reading of the final on-tick.
+    #[arg(long, default_value_t = 3600.0)]
+    pub flush_s: f64,
+    /// Seed of the plugin's random source.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Sensor models: the stations file.
+    #[arg(long, value_name = "FILE")]
+    pub stations: Option<PathBuf>,
+    /// Sensor models: first tick (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Sensor models: last tick (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Sensor models: virtual seconds between ticks.
+    #[arg(long, default_value_t = 60.0)]
+    pub interval_s: f64,
 }

@@ -161,10 +161,15 @@ impl PluginConfig {
 
     /// The config table as the WIT `config` type: dotted keys, values as text.
     pub fn flat_config(&self) -> Vec<(String, String)> {
-        let mut pairs = Vec::new();
-        flatten("", &self.config, &mut pairs);
-        pairs
+        flat_config(&self.config)
     }
+}
+
+/// A TOML table as the WIT `config` type: nested tables become dotted keys.
+pub fn flat_config(table: &toml::Table) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    flatten("", table, &mut pairs);
+    pairs
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod mqtt;
 pub mod payload;
 pub mod pipeline;
+pub mod replay;
 pub mod sandbox;
 pub mod stations;
 pub mod topic;

@@ -1,6 +1,7 @@
 //! `host`: the command-line edge of the Garonne library.
 
 mod cli;
+mod plugin_test;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Plugin(PluginCommand::Inspect { path }) => inspect(&path),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

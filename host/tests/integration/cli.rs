@@ -96,3 +96,79 @@ fn the_readme_plugin_example_is_the_one_that_is_built() {
     let source = std::fs::read_to_string(root.join("plugins/fahrenheit/src/lib.rs")).expect("fahrenheit");
     assert_eq!(&readme[start..end], source, "README.md and plugins/fahrenheit/src/lib.rs differ");
 }
+
+fn testdata(file: &str) -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/rolling_stats/testdata").join(file);
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+fn plugin_test(extra: &[&str]) -> Output {
+    let plugin = plugin("rolling_stats");
+    let mut args = vec!["plugin", "test", plugin.to_str().expect("utf-8 path")];
+    let (input, config) = (testdata("input.jsonl"), testdata("config.toml"));
+    args.extend(["--input", &input, "--config", &config]);
+    args.extend(extra);
+    host(&args)
+}
+
+#[test]
+fn plugin_test_prints_the_messages_as_json_lines() {
+    let output = plugin_test(&[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lines: Vec<serde_json::Value> =
+        text(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[3]["topic"], "stats/temperature/A");
+    assert_eq!(lines[3]["fields"]["mean"], 25.0);
+}
+
+#[test]
+fn plugin_test_passes_on_the_hand_computed_expectation() {
+    let expected = testdata("expected.jsonl");
+    let output = plugin_test(&["--expect", &expected]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("ok: the 5 messages match"));
+}
+
+#[test]
+fn plugin_test_fails_with_a_readable_diff_on_a_wrong_expectation() {
+    let wrong = temp_dir("expect").join("wrong.jsonl");
+    let good = std::fs::read_to_string(testdata("expected.jsonl")).expect("expected.jsonl");
+    std::fs::write(&wrong, good.replace(r#""value":25.0"#, r#""value":26.0"#)).expect("write");
+    let output = plugin_test(&["--expect", wrong.to_str().expect("utf-8 path")]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("line 4:"), "{stderr}");
+    assert!(stderr.contains("`value`: expected 26.0, got 25.0"), "{stderr}");
+}
+
+#[test]
+fn plugin_test_runs_a_sensor_model_deterministically_for_a_seed() {
+    let model = plugin("synthetic");
+    let stations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stations/meteo.json");
+    let run = |seed: &str| {
+        let output = host(&[
+            "plugin",
+            "test",
+            model.to_str().expect("utf-8 path"),
+            "--stations",
+            stations.to_str().expect("utf-8 path"),
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-01T06:00:00Z",
+            "--interval-s",
+            "3600",
+            "--seed",
+            seed,
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let first = run("1");
+    // 7 ticks (00:00 to 06:00 inclusive) of 77 stations with two sensors each.
+    assert_eq!(first.lines().count(), 7 * 77 * 2);
+    assert_eq!(first, run("1"), "the same seed gives the same readings");
+    assert_ne!(first, run("2"), "another seed gives other readings");
+}

@@ -1,0 +1,277 @@
+//! The offline harness of `host plugin test`: recorded readings through a plugin, no broker.
+//!
+//! Time comes from the readings themselves: the virtual clock follows their event times, the
+//! processor gets an `on-tick` each time event time crosses a multiple of `tick_ms`, and a last
+//! tick `flush_ms` after the last reading closes the windows still open. The same input thus
+//! gives the same output, byte for byte, on any machine.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::clock::VirtualClock;
+use crate::payload::{self, Payload, PayloadError};
+use crate::sandbox::{DeadLetter, Limits, LoadedPlugin, Message, ProcessorSupervisor, SensorModelSupervisor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}, line {line}: {error}")]
+    BadReading { path: PathBuf, line: usize, error: PayloadError },
+    #[error("{path}, line {line}: not JSON: {message}")]
+    BadExpectation { path: PathBuf, line: usize, message: String },
+    #[error("the plugin failed to start: {0}")]
+    Start(String),
+}
+
+/// How a replay runs.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+    pub batch: usize,
+    pub tick_ms: i64,
+    pub flush_ms: i64,
+    pub seed: u64,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            config: Vec::new(),
+            limits: Limits::default(),
+            batch: 100,
+            tick_ms: 60_000,
+            flush_ms: 3_600_000,
+            seed: 42,
+        }
+    }
+}
+
+/// What a replay produced: messages as JSON lines, and what the plugin could not process.
+#[derive(Debug, Default)]
+pub struct ReplayOutput {
+    pub lines: Vec<Value>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Reads a JSON-lines file of readings (blank lines and lines starting with `#` are skipped).
+pub fn read_readings(path: &Path) -> Result<Vec<Payload>, ReplayError> {
+    read_lines(path)?
+        .into_iter()
+        .map(|(line, text)| {
+            Payload::decode(text.as_bytes(), usize::MAX).map_err(|error| ReplayError::BadReading {
+                path: path.into(),
+                line,
+                error,
+            })
+        })
+        .collect()
+}
+
+/// Reads a JSON-lines file of expected messages.
+pub fn read_expected(path: &Path) -> Result<Vec<Value>, ReplayError> {
+    read_lines(path)?
+        .into_iter()
+        .map(|(line, text)| {
+            serde_json::from_str(&text).map_err(|e| ReplayError::BadExpectation {
+                path: path.into(),
+                line,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn read_lines(path: &Path) -> Result<Vec<(usize, String)>, ReplayError> {
+    let file = std::fs::File::open(path).map_err(|source| ReplayError::Read { path: path.into(), source })?;
+    let mut lines = Vec::new();
+    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| ReplayError::Read { path: path.into(), source })?;
+        let trimmed = line.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            lines.push((index + 1, trimmed.to_owned()));
+        }
+    }
+    Ok(lines)
+}
+
+/// Replays `readings` through a processor.
+pub fn replay_processor(
+    plugin: Arc<LoadedPlugin>,
+    readings: &[Payload],
+    options: &ReplayOptions,
+) -> Result<ReplayOutput, ReplayError> {
+    let start = readings.first().map_or(0, |r| r.time);
+    let clock = VirtualClock::manual(start);
+    let mut supervisor = ProcessorSupervisor::start(
+        plugin,
+        options.config.clone(),
+        options.limits.clone(),
+        clock.clone(),
+        options.seed,
+    )
+    .map_err(|e| ReplayError::Start(e.to_string()))?;
+    let tick_ms = options.tick_ms.max(1);
+    let mut output = ReplayOutput::default();
+    let mut next_tick = (start.div_euclid(tick_ms) + 1) * tick_ms;
+    let mut batch: Vec<Payload> = Vec::with_capacity(options.batch);
+    let mut latest = start;
+    for reading in readings {
+        while reading.time >= next_tick {
+            flush(&mut supervisor, &mut batch, &mut output);
+            clock.set(next_tick);
+            output.absorb(supervisor.on_tick(next_tick));
+            next_tick += tick_ms;
+        }
+        latest = latest.max(reading.time);
+        clock.set(latest);
+        batch.push(reading.clone());
+        if batch.len() >= options.batch {
+            flush(&mut supervisor, &mut batch, &mut output);
+        }
+    }
+    flush(&mut supervisor, &mut batch, &mut output);
+    let end = latest + options.flush_ms;
+    clock.set(end);
+    output.absorb(supervisor.on_tick(end));
+    Ok(output)
+}
+
+fn flush(supervisor: &mut ProcessorSupervisor, batch: &mut Vec<Payload>, output: &mut ReplayOutput) {
+    if !batch.is_empty() {
+        output.absorb(supervisor.on_readings(batch));
+        batch.clear();
+    }
+}
+
+/// Runs a sensor model from `from` to `to` (ms), a tick every `interval_ms`, as fast as it goes.
+pub fn run_sensor_model(
+    plugin: Arc<LoadedPlugin>,
+    stations: Vec<crate::sandbox::Station>,
+    from: i64,
+    to: i64,
+    interval_ms: i64,
+    options: &ReplayOptions,
+) -> Result<ReplayOutput, ReplayError> {
+    let clock = VirtualClock::manual(from);
+    let mut model = SensorModelSupervisor::start(
+        plugin,
+        options.config.clone(),
+        stations,
+        options.limits.clone(),
+        clock.clone(),
+        options.seed,
+    )
+    .map_err(|e| ReplayError::Start(e.to_string()))?;
+    let mut output = ReplayOutput::default();
+    let mut now = from;
+    while now <= to {
+        clock.set(now);
+        let (readings, dead_letter) = model.tick(now);
+        output.lines.extend(readings.iter().filter_map(reading_line));
+        output.dead_letters.extend(dead_letter);
+        now += interval_ms.max(1);
+    }
+    Ok(output)
+}
+
+impl ReplayOutput {
+    fn absorb(&mut self, outcome: crate::sandbox::Outcome) {
+        self.lines.extend(outcome.messages.into_iter().filter_map(message_line));
+        self.dead_letters.extend(outcome.dead_letters);
+    }
+}
+
+fn reading_line(reading: &Payload) -> Option<Value> {
+    serde_json::from_slice(&reading.encode().ok()?).ok()
+}
+
+/// A message as one JSON object: its relative topic, then the fields of the wire format.
+fn message_line(message: Message) -> Option<Value> {
+    let payload = Payload {
+        sensor_id: message.sensor_id,
+        kind: message.kind,
+        value: message.value,
+        unit: message.unit,
+        time: message.time,
+        position: message.position.map(|p| (p.lat, p.lon)),
+        fields: message.fields.into_iter().collect(),
+        tags: message.tags.into_iter().collect(),
+    };
+    let mut object: Map<String, Value> = match reading_line(&payload)? {
+        Value::Object(map) => map,
+        _ => return None,
+    };
+    object.insert("topic".into(), Value::String(message.topic));
+    Some(Value::Object(object))
+}
+
+/// A readable account of how `actual` differs from `expected`, or `None` if they are equal.
+pub fn diff(expected: &[Value], actual: &[Value]) -> Option<String> {
+    let mut report = Vec::new();
+    for i in 0..expected.len().max(actual.len()) {
+        match (expected.get(i), actual.get(i)) {
+            (Some(e), Some(a)) if e == a => {}
+            (Some(e), Some(a)) => {
+                report.push(format!("line {}:", i + 1));
+                report.push(format!("  expected: {e}"));
+                report.push(format!("  got:      {a}"));
+                for (key, (ev, av)) in differing_keys(e, a) {
+                    report.push(format!("    `{key}`: expected {ev}, got {av}"));
+                }
+            }
+            (Some(e), None) => report.push(format!("line {}: missing (expected {e})", i + 1)),
+            (None, Some(a)) => report.push(format!("line {}: unexpected extra message {a}", i + 1)),
+            (None, None) => {}
+        }
+    }
+    (!report.is_empty()).then(|| {
+        let header = format!("{} expected messages, {} produced", expected.len(), actual.len());
+        std::iter::once(header).chain(report).collect::<Vec<_>>().join("\n")
+    })
+}
+
+fn differing_keys(expected: &Value, actual: &Value) -> BTreeMap<String, (String, String)> {
+    let (Value::Object(e), Value::Object(a)) = (expected, actual) else { return BTreeMap::new() };
+    let keys: std::collections::BTreeSet<&String> = e.keys().chain(a.keys()).collect();
+    keys.into_iter()
+        .filter(|k| e.get(*k) != a.get(*k))
+        .map(|k| {
+            let show = |v: Option<&Value>| v.map_or("nothing".to_owned(), Value::to_string);
+            (k.clone(), (show(e.get(k)), show(a.get(k))))
+        })
+        .collect()
+}
+
+/// Parses an RFC 3339 time given on the command line.
+pub fn parse_time(text: &str) -> Result<i64, PayloadError> {
+    payload::parse_rfc3339(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn equal_outputs_have_no_diff() {
+        let lines = vec![json!({"value": 1.0})];
+        assert_eq!(diff(&lines, &lines), None);
+    }
+
+    #[test]
+    fn a_diff_names_the_line_and_the_field() {
+        let expected = vec![json!({"value": 1.0, "kind": "t"}), json!({"value": 2.0})];
+        let actual = vec![json!({"value": 1.5, "kind": "t"})];
+        let report = diff(&expected, &actual).expect("a difference");
+        assert!(report.contains("line 1:"), "{report}");
+        assert!(report.contains("`value`: expected 1.0, got 1.5"), "{report}");
+        assert!(report.contains("line 2: missing"), "{report}");
+        assert!(!report.contains("`kind`"), "{report}");
+    }
+}
