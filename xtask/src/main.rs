@@ -90,11 +90,16 @@ fn test(extra: &[String]) -> Result<(), String> {
     run(cargo().current_dir(root()).args(["test", "--workspace"]).args(extra))
 }
 
+/// Runs the demo pipeline and, unless told otherwise, prints the per-quartier temperatures so
+/// that a newcomer sees the processors' output scroll by.
 fn demo(extra: &[String]) -> Result<(), String> {
-    run(cargo()
-        .current_dir(root())
-        .args(["run", "--quiet", "--bin", "host", "--", "run", "--config", "pipelines/demo.toml"])
-        .args(extra))
+    let mut command = cargo();
+    command.current_dir(root());
+    command.args(["run", "--quiet", "--bin", "host", "--", "run", "--config", "pipelines/demo.toml"]);
+    if !extra.iter().any(|arg| arg.starts_with("--echo")) {
+        command.args(["--echo", "toulouse/quartiers/+/temperature"]);
+    }
+    run(command.args(extra))
 }
 
 fn lint() -> Result<(), String> {

@@ -172,3 +172,25 @@ fn plugin_test_runs_a_sensor_model_deterministically_for_a_seed() {
     assert_eq!(first, run("1"), "the same seed gives the same readings");
     assert_ne!(first, run("2"), "another seed gives other readings");
 }
+
+#[test]
+fn every_plugins_own_testdata_passes_plugin_test() {
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut tested = 0;
+    for entry in std::fs::read_dir(&plugins).expect("plugins folder").flatten() {
+        let testdata = entry.path().join("testdata");
+        if !testdata.join("expected.jsonl").exists() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let wasm = plugin(&name);
+        let arg = |file: &str| testdata.join(file).to_string_lossy().into_owned();
+        let (input, config, expected) = (arg("input.jsonl"), arg("config.toml"), arg("expected.jsonl"));
+        let wasm = wasm.to_string_lossy().into_owned();
+        let output =
+            host(&["plugin", "test", &wasm, "--input", &input, "--config", &config, "--expect", &expected]);
+        assert!(output.status.success(), "{name}: {}", text(&output.stderr));
+        tested += 1;
+    }
+    assert!(tested >= 2, "expected testdata for rolling_stats and avg_quartier, found {tested}");
+}

@@ -4,6 +4,7 @@
 //! before `cargo test`). Mosquitto must be installed (`apt-get install mosquitto`); each test
 //! starts its own on a free loopback port.
 
+mod avg_quartier;
 mod cli;
 mod mqtt_pipeline;
 mod sandbox;
