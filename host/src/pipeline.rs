@@ -40,6 +40,8 @@ const QUEUE_CAPACITY: usize = 10_000;
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the start waits for the broker to acknowledge the processors' subscriptions.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// At stop, how long the input may keep delivering readings already published.
+const DRAIN_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -181,6 +183,7 @@ pub struct RunningPipeline {
     shutdown: watch::Sender<bool>,
     processor_queues: Vec<mpsc::Sender<Work>>,
     model_stops: Vec<std::sync::mpsc::Sender<()>>,
+    model_workers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     out_client: AsyncClient,
@@ -230,6 +233,7 @@ impl RunningPipeline {
             shutdown,
             processor_queues: Vec::new(),
             model_stops: Vec::new(),
+            model_workers: Vec::new(),
             workers: Vec::new(),
             tasks: Vec::new(),
             out_client: out_client.clone(),
@@ -278,7 +282,7 @@ impl RunningPipeline {
                 publisher.clone(),
                 stats.clone(),
             )?;
-            pipeline.workers.push(worker);
+            pipeline.model_workers.push(worker);
             pipeline.model_stops.push(stop_tx);
         }
         pipeline.tasks.push(tokio::spawn(tick_processors(
@@ -291,19 +295,19 @@ impl RunningPipeline {
     }
 
     /// Stops the workers after they finished what they hold, and returns their counters.
+    ///
+    /// The order keeps what is in flight: the sensor models stop first, then the input goes on
+    /// until the readings they published last have arrived, then the processors finish their
+    /// queues, and only then does the output connection close.
     pub async fn stop(mut self) -> BTreeMap<String, PluginStats> {
+        self.model_stops.clear();
+        join(std::mem::take(&mut self.model_workers)).await;
+        self.wait_for_quiet_input().await;
         let _ = self.shutdown.send(true);
         for queue in &self.processor_queues {
             let _ = queue.send(Work::Stop).await;
         }
-        self.model_stops.clear();
-        let workers = std::mem::take(&mut self.workers);
-        let _ = tokio::task::spawn_blocking(move || {
-            for worker in workers {
-                let _ = worker.join();
-            }
-        })
-        .await;
+        join(std::mem::take(&mut self.workers)).await;
         let offline = json!({"state": "offline"}).to_string();
         let _ = self.out_client.publish(self.status_topic.clone(), QoS::AtLeastOnce, true, offline).await;
         // Give the output connection a moment to deliver what the workers published last.
@@ -315,6 +319,31 @@ impl RunningPipeline {
         }
         self.stats.plugins()
     }
+}
+
+impl RunningPipeline {
+    /// Waits until no reading arrived for a moment (at most `DRAIN_WAIT`).
+    async fn wait_for_quiet_input(&self) {
+        let started = tokio::time::Instant::now();
+        let mut last = self.stats.readings_in.load(Ordering::Relaxed);
+        while started.elapsed() < DRAIN_WAIT {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.stats.readings_in.load(Ordering::Relaxed);
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+async fn join(workers: Vec<JoinHandle<()>>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+    })
+    .await;
 }
 
 fn virtual_clock(config: &PipelineConfig) -> Result<VirtualClock, ConfigError> {

@@ -152,5 +152,8 @@ async fn a_sensor_model_feeds_a_processor_end_to_end() {
     }
     let count = stats.last().and_then(|s| s["fields"]["count"].as_f64()).expect("a count");
     assert!(count >= 1.0);
-    running.stop().await;
+    let counters = running.stop().await;
+    let published = counters["synthetic"].messages_out;
+    assert!(published > 0);
+    assert_eq!(counters["rolling_stats"].readings_in, published, "a stop loses no reading in flight");
 }

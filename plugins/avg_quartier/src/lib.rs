@@ -107,7 +107,9 @@ impl AvgQuartier {
         }
         let index = self.index.as_ref()?;
         let quartier = position.and_then(|p| index.locate(p.lat, p.lon));
-        if quartier.is_none() {
+        // One line per station, not per sensor (a station has several sensors).
+        let first_of_station = !self.located.values().any(|(p, _)| *p == position);
+        if quartier.is_none() && first_of_station {
             log::info(&format!("sensor {id} is in no polygon of `{}`: counted as unassigned", self.polygons));
         }
         self.located.insert(sensor, (position, quartier));
