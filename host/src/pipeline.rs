@@ -301,8 +301,10 @@ impl RunningPipeline {
     /// queues, and only then does the output connection close.
     pub async fn stop(mut self) -> BTreeMap<String, PluginStats> {
         self.model_stops.clear();
-        join(std::mem::take(&mut self.model_workers)).await;
-        self.wait_for_quiet_input().await;
+        if !self.model_workers.is_empty() {
+            join(std::mem::take(&mut self.model_workers)).await;
+            self.wait_for_quiet_input().await;
+        }
         let _ = self.shutdown.send(true);
         for queue in &self.processor_queues {
             let _ = queue.send(Work::Stop).await;
@@ -327,7 +329,7 @@ impl RunningPipeline {
         let started = tokio::time::Instant::now();
         let mut last = self.stats.readings_in.load(Ordering::Relaxed);
         while started.elapsed() < DRAIN_WAIT {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let now = self.stats.readings_in.load(Ordering::Relaxed);
             if now == last {
                 return;

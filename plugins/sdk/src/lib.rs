@@ -83,6 +83,9 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_processor {
     ($plugin:ty) => {
+        // Exports only in the wasm build: a native build of the same crate (tests, benchmarks
+        // against native code) cannot carry component-model export names.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::processor_bindings::exports::garonne::plugin::processor_api as api;
 
@@ -123,6 +126,7 @@ macro_rules! export_processor {
 #[macro_export]
 macro_rules! export_sensor_model {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::sensor_model_bindings::exports::garonne::plugin::sensor_model_api as api;
 
