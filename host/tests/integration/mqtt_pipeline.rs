@@ -157,3 +157,24 @@ async fn a_sensor_model_feeds_a_processor_end_to_end() {
     assert!(published > 0);
     assert_eq!(counters["rolling_stats"].readings_in, published, "a stop loses no reading in flight");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_reconnects_and_resubscribes_after_the_broker_restarts() {
+    let mut mosquitto = Mosquitto::start();
+    let running = RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]))
+        .await
+        .expect("pipeline starts");
+    let mut client = TestClient::connect(mosquitto.port, &["toulouse/stats/#"]).await;
+    wait_until_processing(&mut client).await;
+
+    // A crash of the broker: no persistence, so every session and subscription is gone.
+    mosquitto.restart();
+    // The pipeline's and the test client's reconnections both take a moment; the probe keeps
+    // publishing until a stat comes back, which needs the pipeline to have subscribed again.
+    wait_until_processing(&mut client).await;
+    client.publish("toulouse/sensors/temperature/s9", reading("s9", "temperature", 21.0, T0)).await;
+    let after = client.collect_json(1, Duration::from_secs(10), |_, json| json["sensor_id"] == "s9").await;
+    assert_eq!(after.len(), 1, "no output after the broker restarted");
+    assert_eq!(after[0].1["value"], 21.0);
+    running.stop().await;
+}

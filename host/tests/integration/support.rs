@@ -52,6 +52,7 @@ fn wait_for_port(port: u16) {
 /// A real Mosquitto on a free loopback port, stopped when dropped.
 pub struct Mosquitto {
     child: Child,
+    conf: PathBuf,
     pub port: u16,
 }
 
@@ -65,20 +66,33 @@ impl Mosquitto {
              max_queued_messages 100000\n"
         );
         std::fs::write(&conf, text).expect("cannot write mosquitto.conf");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start mosquitto: install it with `apt-get install mosquitto`");
+        let child = spawn_mosquitto(&conf);
         wait_for_port(port);
-        Self { child, port }
+        Self { child, conf, port }
+    }
+
+    /// Kills the broker (as a crash would) and starts a new one on the same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(300));
+        self.child = spawn_mosquitto(&self.conf);
+        wait_for_port(self.port);
     }
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
+}
+
+fn spawn_mosquitto(conf: &std::path::Path) -> Child {
+    Command::new(mosquitto_binary())
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start mosquitto: install it with `apt-get install mosquitto`")
 }
 
 fn mosquitto_binary() -> PathBuf {
@@ -111,9 +125,21 @@ impl TestClient {
         let (client, mut events) = AsyncClient::new(options, 1000);
         let (tx, received) = mpsc::unbounded_channel();
         let (suback_tx, mut suback_rx) = mpsc::unbounded_channel();
+        let resubscribe = client.clone();
+        let owned: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
         tokio::spawn(async move {
+            let mut connections = 0;
             loop {
                 match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connections += 1;
+                        // After a broker restart the session is gone: subscribe again.
+                        if connections > 1 {
+                            for filter in &owned {
+                                let _ = resubscribe.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                            }
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
                     }
