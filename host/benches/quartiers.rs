@@ -40,13 +40,14 @@ fn stations() -> Vec<(String, f64, f64)> {
         .collect()
 }
 
-/// Batch `n` of `size` readings over the stations, ten seconds apart: windows of five minutes
-/// close every 30 readings, as in a live stream.
+/// Batch `n` of `size` readings over the stations, one second apart: each station reports about
+/// once a minute, and a five-minute window closes every 300 readings with one message per
+/// quartier (about one message per 15 readings), as in a live stream.
 fn batch(n: usize, size: usize, stations: usize) -> (Vec<u32>, Vec<f64>, Vec<i64>) {
     let start = n * size;
     let sensors = (start..start + size).map(|i| (i % stations) as u32).collect();
     let values = (start..start + size).map(|i| (i % 40) as f64).collect();
-    let times = (start..start + size).map(|i| 1_795_939_200_000 + i as i64 * 10_000).collect();
+    let times = (start..start + size).map(|i| 1_795_939_200_000 + i as i64 * 1_000).collect();
     (sensors, values, times)
 }
 

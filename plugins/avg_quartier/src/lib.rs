@@ -19,13 +19,11 @@
 pub mod index;
 pub mod windows;
 
-use std::collections::BTreeMap;
-
 use garonne_sdk::{Config, Message, Output, Position, Processor, Reading, log};
 use serde::{Deserialize, Serialize};
 
 use index::QuartierIndex;
-use windows::{Closed, TumblingWindows};
+use windows::{Closed, Group, TumblingWindows};
 
 /// The polygon sets, embedded at build time from `data/geo/` (a plugin has no file access).
 const POLYGON_SETS: [(&str, &str); 3] = [
@@ -34,14 +32,18 @@ const POLYGON_SETS: [(&str, &str); 3] = [
     ("communes", include_str!("../../../data/geo/communes.geojson")),
 ];
 
-/// Group key of readings in no polygon.
-const UNASSIGNED: &str = "";
+/// Where a sensor's readings go, worked out once per sensor.
+#[derive(Clone, Copy, PartialEq)]
+struct Placement {
+    position: Option<Position>,
+    group: Group,
+}
 
 #[derive(Default, Serialize, Deserialize)]
 pub struct AvgQuartier {
     windows: TumblingWindows,
-    /// Unit of each kind, as its sensors report it.
-    units: BTreeMap<String, String>,
+    /// Kinds of measure seen so far, with their unit; a group names a kind by its index here.
+    kinds: Vec<(String, String)>,
     #[serde(skip)]
     index: Option<QuartierIndex>,
     #[serde(skip)]
@@ -50,9 +52,19 @@ pub struct AvgQuartier {
     window_ms: i64,
     #[serde(skip)]
     fault_value: Option<f64>,
-    /// Per sensor index: the quartier found for its position (computed once per sensor).
+    /// By sensor index.
     #[serde(skip)]
-    located: BTreeMap<u32, (Option<Position>, Option<usize>)>,
+    placements: Vec<Option<Placement>>,
+}
+
+/// A group is a quartier (its index + 1, or 0 for "in no quartier") and a kind (its index).
+fn group(quartier: Option<usize>, kind: usize) -> Group {
+    (quartier.map_or(0, |q| q as u64 + 1) << 32) | kind as u64
+}
+
+fn ungroup(group: Group) -> (Option<usize>, usize) {
+    let quartier = (group >> 32) as usize;
+    (quartier.checked_sub(1), (group & 0xffff_ffff) as usize)
 }
 
 impl Processor for AvgQuartier {
@@ -73,7 +85,7 @@ impl Processor for AvgQuartier {
         self.index = Some(QuartierIndex::from_geojson(geojson)?);
         self.polygons = polygons.to_owned();
         self.fault_value = config.get_f64("fault_value")?;
-        self.located.clear();
+        self.placements.clear();
         Ok(())
     }
 
@@ -81,13 +93,12 @@ impl Processor for AvgQuartier {
         if self.fault_value == Some(reading.value()) {
             panic!("fault injected: reading {} has the configured fault_value", reading.value());
         }
-        let sensor = reading.sensor();
-        let quartier = self.quartier_of(reading.sensor_index(), sensor.position, &sensor.id);
-        let group = group_key(quartier.map(|q| self.quartier_id(q)).unwrap_or(UNASSIGNED), &sensor.kind);
-        self.units.entry(sensor.kind.clone()).or_insert_with(|| sensor.unit.clone());
-        self.windows.add(&group, reading.time(), reading.value());
-        let closed = self.windows.advance(None);
-        self.publish(closed, out);
+        let group = self.place(reading);
+        self.windows.add(group, reading.time(), reading.value());
+        if self.windows.may_close() {
+            let closed = self.windows.advance(None);
+            self.publish(closed, out);
+        }
         Ok(())
     }
 
@@ -99,25 +110,40 @@ impl Processor for AvgQuartier {
 }
 
 impl AvgQuartier {
-    fn quartier_of(&mut self, sensor: u32, position: Option<Position>, id: &str) -> Option<usize> {
-        if let Some((known, quartier)) = self.located.get(&sensor)
-            && *known == position
+    /// The group of a reading's sensor, from the cache unless the sensor is new or moved.
+    fn place(&mut self, reading: &Reading<'_>) -> Group {
+        let sensor = reading.sensor();
+        let slot = reading.sensor_index() as usize;
+        if let Some(Some(placement)) = self.placements.get(slot)
+            && placement.position == sensor.position
         {
-            return *quartier;
+            return placement.group;
         }
-        let index = self.index.as_ref()?;
-        let quartier = position.and_then(|p| index.locate(p.lat, p.lon));
+        let kind = match self.kinds.iter().position(|(kind, _)| *kind == sensor.kind) {
+            Some(kind) => kind,
+            None => {
+                self.kinds.push((sensor.kind.clone(), sensor.unit.clone()));
+                self.kinds.len() - 1
+            }
+        };
+        let quartier = self.index.as_ref().and_then(|index| {
+            let position = sensor.position?;
+            index.locate(position.lat, position.lon)
+        });
         // One line per station, not per sensor (a station has several sensors).
-        let first_of_station = !self.located.values().any(|(p, _)| *p == position);
+        let first_of_station = !self.placements.iter().flatten().any(|p| p.position == sensor.position);
         if quartier.is_none() && first_of_station {
-            log::info(&format!("sensor {id} is in no polygon of `{}`: counted as unassigned", self.polygons));
+            log::info(&format!(
+                "sensor {} is in no polygon of `{}`: counted as unassigned",
+                sensor.id, self.polygons
+            ));
         }
-        self.located.insert(sensor, (position, quartier));
-        quartier
-    }
-
-    fn quartier_id(&self, quartier: usize) -> &str {
-        self.index.as_ref().map_or("", |index| index.quartiers()[quartier].id.as_str())
+        let placement = Placement { position: sensor.position, group: group(quartier, kind) };
+        if self.placements.len() <= slot {
+            self.placements.resize(slot + 1, None);
+        }
+        self.placements[slot] = Some(placement);
+        placement.group
     }
 
     fn publish(&self, closed: Vec<Closed>, out: &mut Output) {
@@ -129,8 +155,8 @@ impl AvgQuartier {
     }
 
     fn message(&self, window: &Closed) -> Option<Message> {
-        let (quartier_id, kind) = window.group.split_once('\t')?;
-        let unit = self.units.get(kind).map_or("", String::as_str);
+        let (quartier, kind) = ungroup(window.group);
+        let (kind, unit) = self.kinds.get(kind)?;
         let aggregate = &window.aggregate;
         let common = |message: Message| {
             message
@@ -140,15 +166,15 @@ impl AvgQuartier {
                 .field("window_s", self.window_ms as f64 / 1000.0)
                 .tag("polygons", &self.polygons)
         };
-        if quartier_id == UNASSIGNED {
+        let Some(quartier) = quartier else {
             let topic = format!("unassigned/{kind}");
             let count = aggregate.count as f64;
             return Some(common(Message::new(topic, "unassigned", kind, count, "readings", window.end)));
-        }
-        let quartier = self.index.as_ref()?.quartiers().iter().find(|q| q.id == quartier_id)?;
-        let topic = format!("quartiers/{quartier_id}/{kind}");
+        };
+        let quartier = self.index.as_ref()?.quartiers().get(quartier)?;
+        let topic = format!("quartiers/{}/{kind}", quartier.id);
         let mean = aggregate.mean();
-        let message = Message::new(topic, quartier_id, kind, mean, unit, window.end)
+        let message = Message::new(topic, &quartier.id, kind, mean, unit, window.end)
             .position(quartier.centroid.map(|(lat, lon)| Position { lat, lon }))
             .field("mean", mean)
             .field("min", aggregate.min)
@@ -156,10 +182,6 @@ impl AvgQuartier {
             .tag("quartier", &quartier.name);
         Some(common(message))
     }
-}
-
-fn group_key(quartier_id: &str, kind: &str) -> String {
-    format!("{quartier_id}\t{kind}")
 }
 
 garonne_sdk::export_processor!(AvgQuartier);

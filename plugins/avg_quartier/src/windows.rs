@@ -36,10 +36,14 @@ impl Aggregate {
     }
 }
 
+/// Identifies what a window aggregates (for avg_quartier: a quartier and a kind of measure).
+/// An integer rather than a string keeps the hot path free of allocations.
+pub type Group = u64;
+
 /// A window that closed, for one group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
-    pub group: String,
+    pub group: Group,
     pub start: i64,
     pub end: i64,
     pub aggregate: Aggregate,
@@ -52,11 +56,11 @@ pub struct TumblingWindows {
     length_ms: i64,
     lateness_ms: i64,
     /// Open windows by start time, then by group.
-    open: BTreeMap<i64, BTreeMap<String, Aggregate>>,
+    open: BTreeMap<i64, BTreeMap<Group, Aggregate>>,
     /// Every window ending at or before this is closed.
     closed_until: Option<i64>,
     newest: Option<i64>,
-    late: BTreeMap<String, u64>,
+    late: BTreeMap<Group, u64>,
 }
 
 impl TumblingWindows {
@@ -71,21 +75,28 @@ impl TumblingWindows {
     }
 
     /// Adds a value; returns `false` (and counts it) if its window is already closed.
-    pub fn add(&mut self, group: &str, time: i64, value: f64) -> bool {
+    pub fn add(&mut self, group: Group, time: i64, value: f64) -> bool {
         let start = time.div_euclid(self.length_ms) * self.length_ms;
         if self.closed_until.is_some_and(|until| start + self.length_ms <= until) {
-            *self.late.entry(group.to_owned()).or_default() += 1;
+            *self.late.entry(group).or_default() += 1;
             return false;
         }
         self.newest = Some(self.newest.map_or(time, |n| n.max(time)));
-        let window = self.open.entry(start).or_default();
-        match window.get_mut(group) {
-            Some(aggregate) => aggregate.add(value),
-            None => {
-                window.insert(group.to_owned(), Aggregate::of(value));
-            }
-        }
+        self.open
+            .entry(start)
+            .or_default()
+            .entry(group)
+            .and_modify(|aggregate| aggregate.add(value))
+            .or_insert_with(|| Aggregate::of(value));
         true
+    }
+
+    /// Whether the oldest open window could close: lets the caller skip `advance` cheaply.
+    pub fn may_close(&self) -> bool {
+        match (self.open.first_key_value(), self.newest) {
+            (Some((&start, _)), Some(newest)) => start + self.length_ms <= newest - self.lateness_ms,
+            _ => false,
+        }
     }
 
     /// Closes the windows the watermark has passed, given the clock (if any) at a tick.
@@ -117,12 +128,13 @@ mod tests {
     use super::*;
 
     const MIN: i64 = 60_000;
+    const Q: Group = 7;
 
     #[test]
     fn readings_on_both_sides_of_an_edge_go_to_their_own_window() {
         let mut windows = TumblingWindows::new(5 * MIN, 0);
-        windows.add("q", 5 * MIN - 1, 10.0);
-        windows.add("q", 5 * MIN, 20.0);
+        windows.add(Q, 5 * MIN - 1, 10.0);
+        windows.add(Q, 5 * MIN, 20.0);
         let closed = windows.advance(Some(10 * MIN));
         assert_eq!(closed.len(), 2);
         assert_eq!((closed[0].start, closed[0].aggregate.sum), (0, 10.0));
@@ -132,11 +144,11 @@ mod tests {
     #[test]
     fn a_window_waits_for_the_allowed_lateness_and_takes_late_readings_within_it() {
         let mut windows = TumblingWindows::new(5 * MIN, MIN);
-        windows.add("q", MIN, 10.0);
-        windows.add("q", 5 * MIN + 30_000, 99.0); // watermark 4.5 min: window [0, 5) still open
+        windows.add(Q, MIN, 10.0);
+        windows.add(Q, 5 * MIN + 30_000, 99.0); // watermark 4.5 min: window [0, 5) still open
         assert!(windows.advance(None).is_empty());
-        assert!(windows.add("q", 4 * MIN, 20.0), "late but within the allowed lateness");
-        windows.add("q", 6 * MIN, 1.0); // watermark 5 min: [0, 5) closes
+        assert!(windows.add(Q, 4 * MIN, 20.0), "late but within the allowed lateness");
+        windows.add(Q, 6 * MIN, 1.0); // watermark 5 min: [0, 5) closes
         let closed = windows.advance(None);
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].aggregate, Aggregate { sum: 30.0, min: 10.0, max: 20.0, count: 2 });
@@ -145,11 +157,11 @@ mod tests {
     #[test]
     fn readings_beyond_the_lateness_are_counted_not_dropped_silently() {
         let mut windows = TumblingWindows::new(5 * MIN, MIN);
-        windows.add("q", MIN, 10.0);
+        windows.add(Q, MIN, 10.0);
         windows.advance(Some(7 * MIN));
-        assert!(!windows.add("q", 2 * MIN, 50.0), "its window closed at 6 min");
-        assert!(!windows.add("q", 3 * MIN, 50.0));
-        windows.add("q", 8 * MIN, 5.0);
+        assert!(!windows.add(Q, 2 * MIN, 50.0), "its window closed at 6 min");
+        assert!(!windows.add(Q, 3 * MIN, 50.0));
+        windows.add(Q, 8 * MIN, 5.0);
         let closed = windows.advance(Some(20 * MIN));
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].late, 2, "the late count comes with the group's next window");
@@ -162,7 +174,7 @@ mod tests {
         let run = |order: &[(i64, f64)]| {
             let mut windows = TumblingWindows::new(5 * MIN, 10 * MIN);
             for &(t, v) in order {
-                windows.add("q", t, v);
+                windows.add(Q, t, v);
             }
             windows.advance(Some(60 * MIN))
         };
@@ -174,10 +186,10 @@ mod tests {
     #[test]
     fn the_state_survives_a_round_trip_through_serde() {
         let mut windows = TumblingWindows::new(5 * MIN, 0);
-        windows.add("q", MIN, 10.0);
+        windows.add(Q, MIN, 10.0);
         let json = serde_json::to_string(&windows).expect("serialise");
         let mut back: TumblingWindows = serde_json::from_str(&json).expect("deserialise");
-        back.add("q", 2 * MIN, 20.0);
+        back.add(Q, 2 * MIN, 20.0);
         let closed = back.advance(Some(10 * MIN));
         assert_eq!(closed[0].aggregate.count, 2);
     }

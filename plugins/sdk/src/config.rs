@@ -16,16 +16,24 @@ impl Config {
         &self.pairs
     }
 
+    /// The text of a key, as written in the pipeline file; the first one if a key is repeated.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    /// A number, if the key is present; an error if it is present but not a number.
+    /// The text of a key, or `default` when the key is absent.
+    pub fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.get_str(key).unwrap_or(default)
+    }
+
+    /// A finite number, if the key is present; an error if it is present but not a finite number
+    /// (`"nan"` and `"inf"` are refused: no plugin setting wants them).
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>, String> {
         self.parse(key, "a number", |v| v.parse::<f64>().ok().filter(|x| x.is_finite()))
     }
 
-    /// A whole number, if the key is present.
+    /// A whole number, if the key is present; an error if it is present but not a whole number
+    /// of 0 or more.
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, String> {
         self.parse(key, "a whole number", |v| v.parse::<u64>().ok())
     }
@@ -75,6 +83,20 @@ mod tests {
         assert_eq!(c.get_str("mode"), Some("loop"));
         assert_eq!(c.f64_or("absent", 2.0), Ok(2.0));
         assert_eq!(c.u64_or("window_s", 1), Ok(300));
+        assert_eq!(c.str_or("mode", "trap"), "loop");
+        assert_eq!(c.str_or("absent", "trap"), "trap");
+    }
+
+    #[test]
+    fn surrounding_spaces_are_allowed_but_not_infinities_or_negative_counts() {
+        let c = Config::new(vec![
+            ("spaced".into(), " 2.5 ".into()),
+            ("infinite".into(), "inf".into()),
+            ("negative".into(), "-3".into()),
+        ]);
+        assert_eq!(c.get_f64("spaced"), Ok(Some(2.5)));
+        assert!(c.get_f64("infinite").is_err());
+        assert_eq!(c.get_u64("negative"), Err("config `negative` must be a whole number, not \"-3\"".into()));
     }
 
     #[test]

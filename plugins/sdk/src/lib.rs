@@ -1,20 +1,32 @@
 //! Write Garonne plugins in Rust: a plugin is a struct, one trait implementation and one macro.
 //!
-//! ```ignore
-//! use garonne_sdk::{Config, Message, Output, Processor, Reading};
+//! - a processor implements [`Processor`] and calls [`export_processor!`];
+//! - a sensor model implements [`SensorModel`] and calls [`export_sensor_model!`].
+//!
+//! The struct is the plugin's state: the SDK snapshots it with serde, so it survives traps,
+//! restarts and hot swaps. Fields set from the configuration are `#[serde(skip)]`: `init` sets
+//! them again after a restore. The crate needs only `garonne-sdk` and `serde` as dependencies
+//! and `crate-type = ["cdylib"]`. This processor publishes an alert when a temperature rises
+//! above a threshold:
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//!
+//! use garonne_sdk::{Config, Message, Output, Processor, Reading, log};
 //! use serde::{Deserialize, Serialize};
 //!
-//! /// Publishes each reading again, converted from °C to °F.
 //! #[derive(Default, Serialize, Deserialize)]
-//! struct Fahrenheit {
-//!     converted: u64, // state: survives traps and restarts through snapshot/restore
+//! struct HeatAlert {
+//!     /// State: the sensors above the threshold now (by sensor index).
+//!     hot: BTreeSet<u32>,
+//!     /// Configuration, not state: set by `init`, which also runs after a restore.
 //!     #[serde(skip)]
-//!     offset: f64, // configuration: set again by `init`, so not part of the state
+//!     threshold: f64,
 //! }
 //!
-//! impl Processor for Fahrenheit {
+//! impl Processor for HeatAlert {
 //!     fn init(&mut self, config: &Config) -> Result<(), String> {
-//!         self.offset = config.f64_or("offset", 32.0)?;
+//!         self.threshold = config.f64_or("threshold", 30.0)?;
 //!         Ok(())
 //!     }
 //!
@@ -23,19 +35,33 @@
 //!         if sensor.kind != "temperature" {
 //!             return Ok(());
 //!         }
-//!         self.converted += 1;
-//!         let value = reading.value() * 9.0 / 5.0 + self.offset;
-//!         let topic = format!("fahrenheit/{}", sensor.id);
-//!         out.emit(Message::new(topic, &sensor.id, "temperature", value, "°F", reading.time()));
+//!         let is_hot = reading.value() > self.threshold;
+//!         // Alert on the way up only, not on every hot reading.
+//!         if is_hot && self.hot.insert(reading.sensor_index()) {
+//!             log::info(&format!("heat alert at {}", sensor.id));
+//!             let topic = format!("alerts/heat/{}", sensor.id);
+//!             let (value, time) = (reading.value(), reading.time());
+//!             let alert = Message::new(topic, &sensor.id, "heat", value, &sensor.unit, time)
+//!                 .position(sensor.position)
+//!                 .field("threshold", self.threshold)
+//!                 .tag("severity", "warning");
+//!             out.emit(alert);
+//!         } else if !is_hot {
+//!             self.hot.remove(&reading.sensor_index());
+//!         }
 //!         Ok(())
 //!     }
 //! }
 //!
-//! garonne_sdk::export_processor!(Fahrenheit);
+//! garonne_sdk::export_processor!(HeatAlert);
 //! ```
 //!
-//! Build with `cargo build --release --target wasm32-wasip2` (or `cargo xtask build-plugins` in
-//! this repository) and run with `host run --plugin fahrenheit.wasm`.
+//! Build with `cargo build --release --target wasm32-wasip2` (`cargo xtask build-plugins` in this
+//! repository builds every plugin) and run with `host run --plugin heat_alert.wasm`.
+//!
+//! The export macros expand to nothing on other targets, so a plugin crate also compiles natively
+//! for tests and benchmarks; the host functions ([`log`], [`now`], [`random`]) exist only inside
+//! the host and must not be called from native tests.
 
 mod config;
 mod host;

@@ -4,12 +4,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::Config;
+use crate::processor::decode_state;
 use crate::sensor_model_bindings::exports::garonne::plugin::sensor_model_api as api;
 use crate::types::{Sensor, Station};
 
 /// A plugin that simulates a fleet of sensors.
 ///
-/// As for a [`crate::Processor`], the struct is the state, saved and restored with serde.
+/// As for a [`crate::Processor`], the struct is the state, saved and restored with serde: mark
+/// fields set from the configuration or the stations `#[serde(skip)]`. After a successful
+/// `restore` the SDK calls `init` again with the same configuration and stations (and drops the
+/// sensors it returns, which the host already knows), so that those fields are set again.
 pub trait SensorModel: Default + Serialize + DeserializeOwned + 'static {
     /// Given the configuration and the stations, returns the sensors it simulates; their
     /// positions in the returned list are the indices used in [`Batch::push`].
@@ -18,12 +22,14 @@ pub trait SensorModel: Default + Serialize + DeserializeOwned + 'static {
     /// The clock reached `now`: push the readings measured since the last tick.
     fn tick(&mut self, now: i64, out: &mut Batch) -> Result<(), String>;
 
+    /// The state to keep; by default the struct as JSON (see [`crate::Processor::snapshot`]).
     fn snapshot(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Replaces the state with one from `snapshot`; by default `*self` = the decoded JSON.
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        *self = serde_json::from_slice(state).map_err(|e| format!("cannot restore the snapshot: {e}"))?;
+        *self = decode_state(state)?;
         Ok(())
     }
 }

@@ -1,12 +1,21 @@
-//! TEST ONLY: a processor that misbehaves on purpose when it sees the `poison` value, for the
-//! host's sandbox tests. Otherwise it counts readings and publishes the count on `count`.
+//! TEST ONLY, never deploy: a processor that misbehaves on purpose when it sees the `poison`
+//! value, for the host's sandbox tests. Otherwise it counts the readings it has seen (its state,
+//! kept by snapshot/restore) and publishes the count after each one: topic `count`, sensor id
+//! `hostile`, kind `count`, value = the count, unit `""`, time = the reading's.
 //!
-//! Config: `mode` = `loop` | `oom` | `trap` | `flood` | `escape`; `poison` (a number; without it
-//! nothing bad ever happens); `flood_count` (messages for `flood`, default 100000); `target`
-//! (`host:port` that `escape` tries to connect to).
+//! Config:
+//! - `mode` (required): what the poison value does:
+//!   - `loop`: spins forever (the host's CPU deadline must stop it);
+//!   - `oom`: allocates 1 MiB chunks until allocation fails (the memory cap must stop it);
+//!   - `trap`: panics, which aborts the instance;
+//!   - `flood`: emits `flood_count` messages on the topic `flood` (the message cap must cut them);
+//!   - `escape`: tries to get out of the sandbox (files, environment, arguments, a TCP connection
+//!     to `target`) and reports on the topic `escape`, one field per attempt, 1 if it got through.
+//! - `poison` (a number): without it nothing bad ever happens;
+//! - `flood_count` (default 100000);
+//! - `target` (`host:port` for `escape`, default `127.0.0.1:1883`).
 //!
-//! `escape` tries to get out of the sandbox (files, environment, arguments, network) and reports
-//! on the `escape` topic what it could reach: 1 in a field means it got through.
+//! The poison reading is not counted.
 
 use garonne_sdk::{Config, Message, Output, Processor, Reading};
 use serde::{Deserialize, Serialize};
@@ -24,6 +33,9 @@ struct Hostile {
     target: String,
 }
 
+const VALID_MODES: &str = "use loop, oom, trap, flood or escape";
+
+/// What the poison value does; `Default` only because serde-skipped fields need one.
 #[derive(Default, Clone, Copy)]
 enum Mode {
     #[default]
@@ -36,17 +48,18 @@ enum Mode {
 
 impl Processor for Hostile {
     fn init(&mut self, config: &Config) -> Result<(), String> {
-        self.mode = match config.get_str("mode").unwrap_or("loop") {
-            "loop" => Mode::Loop,
-            "oom" => Mode::Oom,
-            "trap" => Mode::Trap,
-            "flood" => Mode::Flood,
-            "escape" => Mode::Escape,
-            other => return Err(format!("unknown mode {other:?}: use loop, oom, trap, flood or escape")),
+        self.mode = match config.get_str("mode") {
+            Some("loop") => Mode::Loop,
+            Some("oom") => Mode::Oom,
+            Some("trap") => Mode::Trap,
+            Some("flood") => Mode::Flood,
+            Some("escape") => Mode::Escape,
+            Some(other) => return Err(format!("unknown mode {other:?}: {VALID_MODES}")),
+            None => return Err(format!("config `mode` is missing: {VALID_MODES}")),
         };
         self.poison = config.get_f64("poison")?;
         self.flood_count = config.u64_or("flood_count", 100_000)?;
-        self.target = config.get_str("target").unwrap_or("127.0.0.1:1883").to_owned();
+        self.target = config.str_or("target", "127.0.0.1:1883").to_owned();
         Ok(())
     }
 
