@@ -46,7 +46,11 @@ async fn wait_until_processing(client: &mut TestClient) {
 
 /// Sends 10, 20, 30 °C one second apart and checks the rolling mean/min/max/count.
 async fn check_rolling_stats(port: u16) {
-    let mut client = TestClient::connect(port, &["toulouse/stats/#"]).await;
+    check_rolling_stats_as(port, None).await;
+}
+
+async fn check_rolling_stats_as(port: u16, user: Option<(&str, &str)>) {
+    let mut client = TestClient::connect_as(port, &["toulouse/stats/#"], user).await;
     wait_until_processing(&mut client).await;
     for (i, value) in [10.0, 20.0, 30.0].into_iter().enumerate() {
         client
@@ -176,5 +180,20 @@ async fn the_pipeline_reconnects_and_resubscribes_after_the_broker_restarts() {
     let after = client.collect_json(1, Duration::from_secs(10), |_, json| json["sensor_id"] == "s9").await;
     assert_eq!(after.len(), 1, "no output after the broker restarted");
     assert_eq!(after[0].1["value"], 21.0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_logs_in_to_a_broker_that_requires_a_password() {
+    let mosquitto = Mosquitto::start_with_user("garonne", "s3cret");
+    let mut config = pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]);
+    // As `host run` does from GARONNE_MQTT_USERNAME and GARONNE_MQTT_PASSWORD.
+    config.apply_env(|key| match key {
+        "GARONNE_MQTT_USERNAME" => Some("garonne".into()),
+        "GARONNE_MQTT_PASSWORD" => Some("s3cret".into()),
+        _ => None,
+    });
+    let running = RunningPipeline::start(config).await.expect("pipeline starts");
+    check_rolling_stats_as(mosquitto.port, Some(("garonne", "s3cret"))).await;
     running.stop().await;
 }

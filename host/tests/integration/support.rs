@@ -58,11 +58,32 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with("allow_anonymous true\n", None)
+    }
+
+    /// A broker that only lets `user` in, with `password`.
+    pub fn start_with_user(user: &str, password: &str) -> Self {
+        Self::start_with("allow_anonymous false\n", Some((user, password)))
+    }
+
+    fn start_with(access: &str, user: Option<(&str, &str)>) -> Self {
         let dir = temp_dir("mosquitto");
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
+        let mut access = access.to_owned();
+        if let Some((user, password)) = user {
+            let file = dir.join("passwords");
+            let status = Command::new("mosquitto_passwd")
+                .args(["-b", "-c"])
+                .arg(&file)
+                .args([user, password])
+                .status()
+                .expect("cannot run mosquitto_passwd (package mosquitto)");
+            assert!(status.success(), "mosquitto_passwd failed");
+            access.push_str(&format!("password_file {}\n", file.display()));
+        }
         let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n\
+            "listener {port} 127.0.0.1\n{access}persistence false\nlog_dest stdout\n\
              max_queued_messages 100000\n"
         );
         std::fs::write(&conf, text).expect("cannot write mosquitto.conf");
@@ -119,8 +140,15 @@ pub struct TestClient {
 impl TestClient {
     /// Connects and returns once every subscription is acknowledged.
     pub async fn connect(port: u16, filters: &[&str]) -> Self {
+        Self::connect_as(port, filters, None).await
+    }
+
+    pub async fn connect_as(port: u16, filters: &[&str], user: Option<(&str, &str)>) -> Self {
         let id = format!("test-{}-{}", std::process::id(), free_port());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, password)) = user {
+            options.set_credentials(user, password);
+        }
         options.set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut events) = AsyncClient::new(options, 1000);
         let (tx, received) = mpsc::unbounded_channel();

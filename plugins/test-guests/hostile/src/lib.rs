@@ -65,25 +65,28 @@ impl Processor for Hostile {
 
     fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
         if Some(reading.value()) == self.poison {
-            match self.mode {
-                Mode::Loop => spin_forever(),
-                Mode::Oom => eat_memory(),
-                Mode::Trap => panic!("hostile: poison value {}", reading.value()),
-                Mode::Escape => {
-                    out.emit(try_to_escape(&self.target, reading.time()));
-                    return Ok(());
-                }
-                Mode::Flood => {
-                    for i in 0..self.flood_count {
-                        out.emit(Message::new("flood", "hostile", "flood", i as f64, "", reading.time()));
-                    }
-                    return Ok(());
-                }
-            }
+            self.misbehave(reading, out);
+            return Ok(());
         }
         self.count += 1;
         out.emit(Message::new("count", "hostile", "count", self.count as f64, "", reading.time()));
         Ok(())
+    }
+}
+
+impl Hostile {
+    fn misbehave(&self, reading: &Reading<'_>, out: &mut Output) {
+        match self.mode {
+            Mode::Loop => spin_forever(),
+            Mode::Oom => eat_memory(),
+            Mode::Trap => panic!("hostile: poison value {}", reading.value()),
+            Mode::Flood => {
+                for i in 0..self.flood_count {
+                    out.emit(Message::new("flood", "hostile", "flood", i as f64, "", reading.time()));
+                }
+            }
+            Mode::Escape => out.emit(try_to_escape(&self.target, reading.time())),
+        }
     }
 }
 
@@ -115,8 +118,11 @@ fn spin_forever() -> ! {
 fn eat_memory() -> ! {
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
+        // Each chunk grows the linear memory until the host's cap refuses; the failed
+        // allocation then aborts, which is a trap. Writing to the chunk and black_box keep the
+        // optimiser from dropping allocations it could prove unused.
         let mut chunk = vec![0u8; 1 << 20];
-        chunk[0] = 1; // touch it
+        chunk[0] = 1;
         hoard.push(std::hint::black_box(chunk));
     }
 }
