@@ -28,6 +28,30 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Record the messages of a live broker to a JSON-lines file, to replay with `plugin test`.
+    #[command(after_help = "Examples:\n  \
+        host record --mqtt mqtt://127.0.0.1:1883 --topic 'toulouse/sensors/#' --out readings.jsonl --duration 600\n  \
+        host plugin test avg_quartier.wasm --input readings.jsonl")]
+    Record(RecordArgs),
+}
+
+#[derive(Args)]
+pub struct RecordArgs {
+    /// Broker to record from, as mqtt://HOST:PORT.
+    #[arg(long, env = "GARONNE_MQTT_URL", value_name = "URL")]
+    pub mqtt: String,
+    /// Topic filter to record (repeatable).
+    #[arg(long = "topic", value_name = "FILTER", required = true)]
+    pub topics: Vec<String>,
+    /// The file to write, one message per line.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
 }
 
 #[derive(Args)]

@@ -11,7 +11,7 @@ use garonne::config::{PipelineConfig, PluginConfig};
 use garonne::pipeline::RunningPipeline;
 use garonne::sandbox::{PluginEngine, bindings};
 
-use cli::{Cli, Command, PluginCommand, RunArgs};
+use cli::{Cli, Command, PluginCommand, RecordArgs, RunArgs};
 
 fn main() -> std::process::ExitCode {
     init_logging();
@@ -20,6 +20,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run(args),
         Command::Plugin(PluginCommand::Inspect { path }) => inspect(&path),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(*args),
+        Command::Record(args) => record(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -116,6 +117,26 @@ async fn wait_for_stop(duration: Option<f64>) {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
+}
+
+fn record(args: RecordArgs) -> anyhow::Result<()> {
+    let address = garonne::mqtt::BrokerAddress::parse(&args.mqtt)?;
+    let mut config = PipelineConfig::default();
+    config.apply_env(|key| std::env::var(key).ok());
+    let file =
+        std::fs::File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let (written, skipped) = runtime.block_on(garonne::mqtt::record(
+        &address,
+        &config.mqtt,
+        &args.topics,
+        &mut out,
+        args.count,
+        wait_for_stop(args.duration),
+    ))?;
+    eprintln!("recorded {written} messages to {} ({skipped} not JSON, skipped)", args.out.display());
+    Ok(())
 }
 
 fn inspect(path: &std::path::Path) -> anyhow::Result<()> {

@@ -121,6 +121,59 @@ pub async fn echo(address: &BrokerAddress, filter: String) {
     });
 }
 
+/// Writes every JSON message of `filters` to `out`, one compact line each, until `count`
+/// messages were written or `stop` resolves. Messages that are not JSON are skipped and counted.
+pub async fn record(
+    address: &BrokerAddress,
+    config: &MqttConfig,
+    filters: &[String],
+    out: &mut impl std::io::Write,
+    count: Option<u64>,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<(u64, u64)> {
+    let id = format!("garonne-record-{}", std::process::id());
+    let mut options = MqttOptions::new(id, address.host.clone(), address.port);
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    let (client, mut events) = AsyncClient::new(options, 64);
+    let (mut written, mut skipped, mut failures) = (0u64, 0u64, 0u32);
+    tokio::pin!(stop);
+    while count.is_none_or(|n| written < n) {
+        let event = tokio::select! {
+            _ = &mut stop => break,
+            event = events.poll() => event,
+        };
+        match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                failures = 0;
+                for filter in filters {
+                    let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                }
+            }
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                match serde_json::from_slice::<serde_json::Value>(&p.payload) {
+                    Ok(json) => {
+                        writeln!(out, "{json}")?;
+                        written += 1;
+                    }
+                    Err(_) => skipped += 1,
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!("connection to {} lost: {error}; reconnecting", address.url());
+                tokio::time::sleep(reconnect_delay(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+    out.flush()?;
+    let _ = client.disconnect().await;
+    Ok((written, skipped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::{plugin, temp_dir};
+use crate::support::{Mosquitto, TestClient, plugin, reading, temp_dir};
 
 fn host(args: &[&str]) -> Output {
     let cache = temp_dir("cli-cache");
@@ -193,4 +193,57 @@ fn every_plugins_own_testdata_passes_plugin_test() {
         tested += 1;
     }
     assert!(tested >= 2, "expected testdata for rolling_stats and avg_quartier, found {tested}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_of_a_live_broker_replays_through_plugin_test() {
+    let mosquitto = Mosquitto::start();
+    let publisher = TestClient::connect(mosquitto.port, &[]).await;
+    // Retained, so the recorder gets them whenever its subscription lands.
+    for (i, sensor) in ["r1", "r2", "r3"].iter().enumerate() {
+        let topic = format!("toulouse/sensors/temperature/{sensor}");
+        publisher
+            .publish_retained(&topic, reading(sensor, "temperature", 10.0 + i as f64, 1_000 * i as i64))
+            .await;
+    }
+    publisher.publish_retained("toulouse/sensors/temperature/junk", "not json").await;
+    let out = temp_dir("record").join("recorded.jsonl");
+    let out_arg = out.to_str().expect("utf-8 path").to_owned();
+    let url = mosquitto.url();
+    let recorded = tokio::task::spawn_blocking(move || {
+        host(&[
+            "record",
+            "--mqtt",
+            &url,
+            "--topic",
+            "toulouse/sensors/#",
+            "--out",
+            &out_arg,
+            "--count",
+            "3",
+            "--duration",
+            "20",
+        ])
+    })
+    .await
+    .expect("record");
+    assert!(recorded.status.success(), "{}", text(&recorded.stderr));
+    assert!(text(&recorded.stderr).contains("recorded 3 messages"), "{}", text(&recorded.stderr));
+
+    let wasm = plugin("rolling_stats");
+    let replayed = host(&[
+        "plugin",
+        "test",
+        wasm.to_str().expect("utf-8 path"),
+        "--input",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(replayed.status.success(), "{}", text(&replayed.stderr));
+    let mut sensors: Vec<String> = text(&replayed.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|json| json["sensor_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    sensors.sort();
+    assert_eq!(sensors, ["r1", "r2", "r3"]);
 }

@@ -194,6 +194,10 @@ impl TestClient {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish");
     }
 
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, true, payload.into()).await.expect("publish");
+    }
+
     /// The next message, if one comes within `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<(String, Vec<u8>)> {
         tokio::time::timeout(wait, self.received.recv()).await.ok().flatten()

@@ -145,6 +145,12 @@ macro_rules! export_processor {
 
             $crate::processor_bindings::__export_processor_world!(Exported);
         };
+
+        // Natively there is nothing to export, but naming the runner still checks that the type
+        // is a `Processor` and keeps it from being reported as dead code in tests.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::__private::ProcessorRunner<$plugin> =
+            $crate::__private::ProcessorRunner::new;
     };
 }
 
@@ -183,5 +189,10 @@ macro_rules! export_sensor_model {
 
             $crate::sensor_model_bindings::__export_sensor_model_world!(Exported);
         };
+
+        // As in `export_processor!`: checks the type and keeps it alive in native builds.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::__private::SensorModelRunner<$plugin> =
+            $crate::__private::SensorModelRunner::new;
     };
 }

@@ -116,6 +116,10 @@ pub struct ProcessorRunner<P> {
 }
 
 impl<P: Processor> ProcessorRunner<P> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     pub fn init(&mut self, config: Vec<(String, String)>) -> Result<(), String> {
         self.config = Config::new(config);
         self.plugin.init(&self.config)

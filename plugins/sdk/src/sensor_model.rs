@@ -68,6 +68,10 @@ pub struct SensorModelRunner<M> {
 }
 
 impl<M: SensorModel> SensorModelRunner<M> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     pub fn init(
         &mut self,
         config: Vec<(String, String)>,
