@@ -79,27 +79,63 @@ fn host_triple() -> Result<String, String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     let triple = host_triple()?;
+    let plugins = root().join("plugins");
+    let mut totals = Totals::default();
     // The plugins' own unit tests, and the SDK's documented example, run natively (the SDK's
     // export macros are wasm-only, so every plugin crate also builds for the host).
-    let plugins = root().join("plugins");
-    run(cargo().current_dir(&plugins).args([
+    totals.run(cargo().current_dir(&plugins).args(["test", "--workspace", "--lib", "--target", &triple]))?;
+    totals.run(cargo().current_dir(&plugins).args([
         "test",
-        "--quiet",
-        "--workspace",
-        "--lib",
-        "--target",
-        &triple,
-    ]))?;
-    run(cargo().current_dir(&plugins).args([
-        "test",
-        "--quiet",
         "--doc",
         "-p",
         "garonne-sdk",
         "--target",
         &triple,
     ]))?;
-    run(cargo().current_dir(root()).args(["test", "--workspace"]).args(extra))
+    totals.run(cargo().current_dir(root()).args(["test", "--workspace"]).args(extra))?;
+    // One closing line for the whole suite, as CI and humans read it.
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
+}
+
+/// Adds up the `test result:` lines of several cargo test runs.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn run(&mut self, command: &mut Command) -> Result<(), String> {
+        let shown = format!("{command:?}");
+        eprintln!("xtask: running {shown}");
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {shown}: {e}"))?;
+        if let Some(stdout) = child.stdout.take() {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                println!("{line}");
+                self.count(&line);
+            }
+        }
+        let status = child.wait().map_err(|e| format!("{shown}: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+    }
+
+    /// Reads `test result: ok. 3 passed; 0 failed; ...`.
+    fn count(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else { return };
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let number = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+            match words.as_slice() {
+                [.., _, "passed"] => self.passed += number(words.len() - 2),
+                [_, "failed"] => self.failed += number(0),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Runs the demo pipeline and, unless told otherwise, prints the per-quartier temperatures so
