@@ -1,0 +1,124 @@
+//! Keeps impossible readings away from the averages: out of the physical range of their kind,
+//! or from a sensor that keeps repeating the same value (frozen).
+//!
+//! The real Toulouse Métropole feed has such a record: station 42 on 2025-11-25 at 07:00 UTC
+//! reported −50 °C, 0 % humidity and 90 000 Pa at once, a raw zero plus an offset. The default
+//! ranges below reject all three.
+//!
+//! Config:
+//! - `min.{kind}` / `max.{kind}`: the accepted range of a kind, inclusive (defaults below for
+//!   temperature, humidity, pressure, rain, wind, gusts and the air pollutants);
+//! - `frozen_count`: this many identical values in a row from one sensor mark it frozen
+//!   (default 12, i.e. three hours of quarter-hourly readings; 0 turns the check off);
+//! - `action`: `drop` (default) publishes accepted readings only; `flag` publishes every reading
+//!   with a `quality` tag.
+//!
+//! Output: accepted readings on `clean/{kind}/{sensor_id}` (ready for `avg_quartier` to read
+//! `toulouse/clean/#`), rejected ones on `rejected/{kind}/{sensor_id}` with a `reason` tag.
+
+use std::collections::BTreeMap;
+
+use garonne_sdk::{Config, Message, Output, Processor, Reading};
+use serde::{Deserialize, Serialize};
+
+/// Physical ranges for Toulouse, in the units of the source data.
+const DEFAULT_RANGES: [(&str, f64, f64); 10] = [
+    ("temperature", -30.0, 50.0),      // °C, well beyond the local records
+    ("humidity", 1.0, 100.0),          // %; 0 % does not happen outdoors
+    ("pressure", 95_000.0, 105_000.0), // Pa at 100–300 m of altitude
+    ("rain", 0.0, 200.0),              // mm per reading
+    ("wind", 0.0, 200.0),              // km/h
+    ("gust", 0.0, 250.0),              // km/h
+    ("no2", 0.0, 1_000.0),             // µg/m³
+    ("pm10", 0.0, 1_000.0),
+    ("pm2_5", 0.0, 1_000.0),
+    ("o3", 0.0, 1_000.0),
+];
+
+#[derive(Default, Serialize, Deserialize)]
+struct QualityFilter {
+    /// By sensor index: the last value and how many times in a row it came.
+    repeats: BTreeMap<u32, (f64, u32)>,
+    #[serde(skip)]
+    ranges: BTreeMap<String, (f64, f64)>,
+    #[serde(skip)]
+    frozen_count: u32,
+    #[serde(skip)]
+    flag_only: bool,
+}
+
+impl Processor for QualityFilter {
+    fn init(&mut self, config: &Config) -> Result<(), String> {
+        self.ranges = DEFAULT_RANGES.iter().map(|&(kind, min, max)| (kind.to_owned(), (min, max))).collect();
+        for (key, _) in config.pairs() {
+            let Some((bound, kind)) = key.split_once('.') else { continue };
+            let value = config.get_f64(key)?.unwrap_or(f64::NAN);
+            let range = self.ranges.entry(kind.to_owned()).or_insert((f64::NEG_INFINITY, f64::INFINITY));
+            match bound {
+                "min" => range.0 = value,
+                "max" => range.1 = value,
+                _ => return Err(format!("unknown config key `{key}`: use min.KIND or max.KIND")),
+            }
+        }
+        self.frozen_count = u32::try_from(config.u64_or("frozen_count", 12)?).unwrap_or(u32::MAX);
+        self.flag_only = match config.str_or("action", "drop") {
+            "drop" => false,
+            "flag" => true,
+            other => return Err(format!("config `action` is {other:?}: use drop or flag")),
+        };
+        Ok(())
+    }
+
+    fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
+        let problem = self.problem(reading);
+        let sensor = reading.sensor();
+        let (folder, quality) = match (&problem, self.flag_only) {
+            (None, _) => ("clean", "ok"),
+            (Some(_), true) => ("clean", "bad"),
+            (Some(_), false) => ("rejected", "bad"),
+        };
+        let mut message = Message::new(
+            format!("{folder}/{}/{}", sensor.kind, sensor.id),
+            &sensor.id,
+            &sensor.kind,
+            reading.value(),
+            &sensor.unit,
+            reading.time(),
+        )
+        .position(sensor.position)
+        .tags(&sensor.tags)
+        .tag("quality", quality);
+        if let Some(reason) = &problem {
+            message = message.tag("reason", reason);
+        }
+        out.emit(message);
+        Ok(())
+    }
+}
+
+impl QualityFilter {
+    /// Why a reading is not to be trusted, if it is not.
+    fn problem(&mut self, reading: &Reading<'_>) -> Option<String> {
+        let value = reading.value();
+        let frozen = self.count_repeats(reading.sensor_index(), value);
+        if let Some(&(min, max)) = self.ranges.get(&reading.sensor().kind)
+            && !(min..=max).contains(&value)
+        {
+            return Some(format!("out of range [{min}, {max}]"));
+        }
+        frozen.then(|| format!("frozen: the same value {} times in a row", self.frozen_count))
+    }
+
+    /// Counts identical values in a row; true once the sensor looks frozen.
+    fn count_repeats(&mut self, sensor: u32, value: f64) -> bool {
+        let entry = self.repeats.entry(sensor).or_insert((value, 0));
+        if entry.0 == value {
+            entry.1 = entry.1.saturating_add(1);
+        } else {
+            *entry = (value, 1);
+        }
+        self.frozen_count > 0 && entry.1 >= self.frozen_count
+    }
+}
+
+garonne_sdk::export_processor!(QualityFilter);
