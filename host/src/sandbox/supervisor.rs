@@ -75,6 +75,16 @@ enum Call {
     Tick(i64),
 }
 
+impl Call {
+    /// Readings in the call (a tick counts as one, since it cannot be split).
+    fn len(&self) -> usize {
+        match self {
+            Call::Readings(batch) => batch.sensors.len(),
+            Call::Tick(_) => 1,
+        }
+    }
+}
+
 /// The sensors a processor has been told about, by dense index.
 #[derive(Default)]
 struct SensorRegistry {
@@ -252,6 +262,18 @@ impl ProcessorSupervisor {
                 self.publish(messages, outcome);
                 self.journal(call);
             }
+            // An error for a batch leaves the instance with the effect of the readings before
+            // the bad one, and says nothing of those after it: go back to the checkpoint and
+            // take the readings one by one, as after a trap.
+            Err(CallError::Guest(message)) if call.len() > 1 => {
+                self.stats.guest_errors += 1;
+                tracing::warn!(
+                    plugin = self.name(),
+                    "plugin returned an error: {message}; retrying reading by reading"
+                );
+                self.instance = None;
+                self.retry_one_by_one(call, outcome);
+            }
             Err(CallError::Guest(message)) => {
                 self.stats.guest_errors += 1;
                 tracing::warn!(plugin = self.name(), "plugin returned an error: {message}");
@@ -263,22 +285,25 @@ impl ProcessorSupervisor {
                 self.consecutive_failures += 1;
                 self.stats.count_failure(&failure);
                 tracing::error!(plugin = self.name(), "plugin {failure}; restarting it");
-                match call {
-                    // Retry alone each reading of the batch, so that one poison reading does
-                    // not take the others with it.
-                    Call::Readings(batch) if batch.sensors.len() > 1 => {
-                        for i in 0..batch.sensors.len() {
-                            let single = Readings {
-                                sensors: vec![batch.sensors[i]],
-                                values: vec![batch.values[i]],
-                                times: vec![batch.times[i]],
-                            };
-                            self.run(Call::Readings(single), outcome);
-                        }
-                    }
-                    call => outcome.dead_letters.push(self.dead_letter(&call, format!("plugin {failure}"))),
+                if call.len() > 1 {
+                    // One poison reading must not take the others of its batch with it.
+                    self.retry_one_by_one(call, outcome);
+                } else {
+                    outcome.dead_letters.push(self.dead_letter(&call, format!("plugin {failure}")));
                 }
             }
+        }
+    }
+
+    fn retry_one_by_one(&mut self, call: Call, outcome: &mut Outcome) {
+        let Call::Readings(batch) = call else { return };
+        for i in 0..batch.sensors.len() {
+            let single = Readings {
+                sensors: vec![batch.sensors[i]],
+                values: vec![batch.values[i]],
+                times: vec![batch.times[i]],
+            };
+            self.run(Call::Readings(single), outcome);
         }
     }
 

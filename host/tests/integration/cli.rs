@@ -176,7 +176,7 @@ fn plugin_test_runs_a_sensor_model_deterministically_for_a_seed() {
 #[test]
 fn every_plugins_own_testdata_passes_plugin_test() {
     let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let mut tested = 0;
+    let mut tested = Vec::new();
     for entry in std::fs::read_dir(&plugins).expect("plugins folder").flatten() {
         let testdata = entry.path().join("testdata");
         if !testdata.join("expected.jsonl").exists() {
@@ -190,9 +190,10 @@ fn every_plugins_own_testdata_passes_plugin_test() {
         let output =
             host(&["plugin", "test", &wasm, "--input", &input, "--config", &config, "--expect", &expected]);
         assert!(output.status.success(), "{name}: {}", text(&output.stderr));
-        tested += 1;
+        tested.push(name);
     }
-    assert!(tested >= 2, "expected testdata for rolling_stats and avg_quartier, found {tested}");
+    tested.sort();
+    assert_eq!(tested, ["avg_quartier", "quality_filter", "rolling_stats", "thresholds"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,3 +214,24 @@ fn compiled_components_are_cached_on_disk() {
     drop(engine);
     assert!(files(&cache) >= 1, "no compiled artifact in {}", cache.display());
 }
+
+#[test]
+fn an_error_in_the_middle_of_a_batch_loses_only_the_reading_that_caused_it() {
+    let engine = engine();
+    for checkpoint_every in [1, 100] {
+        let mut refuser = hostile(&engine, "error", relaxed(), checkpoint_every);
+        assert_eq!(counts(&refuser.on_readings(&readings(&[1.0, 2.0]))), vec![1.0, 2.0]);
+        // The error leaves the instance alive but with 3.0 counted and 4.0 not seen: the host
+        // goes back to its checkpoint and takes the readings one by one.
+        let outcome = refuser.on_readings(&readings(&[3.0, POISON, 4.0]));
+        assert_eq!(counts(&outcome), vec![3.0, 4.0], "checkpoint_every = {checkpoint_every}");
+        assert_eq!(dead_values(&outcome), vec![POISON]);
+        assert!(
+            outcome.dead_letters[0].reason.contains("refusing poison value"),
+            "{:?}",
+            outcome.dead_letters
+        );
+        assert_eq!(counts(&refuser.on_readings(&readings(&[5.0]))), vec![5.0], "3 and 4 counted once each");
+        assert_eq!(refuser.stats().failures(), 0, "an error is not a failure of the instance");
+    }
+}

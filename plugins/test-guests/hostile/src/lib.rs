@@ -8,6 +8,7 @@
 //!   - `loop`: spins forever (the host's CPU deadline must stop it);
 //!   - `oom`: allocates 1 MiB chunks until allocation fails (the memory cap must stop it);
 //!   - `trap`: panics, which aborts the instance;
+//!   - `error`: returns an error (the instance lives on);
 //!   - `flood`: emits `flood_count` messages on the topic `flood` (the message cap must cut them);
 //!   - `escape`: tries to get out of the sandbox (files, environment, arguments, a TCP connection
 //!     to `target`) and reports on the topic `escape`, one field per attempt, 1 if it got through.
@@ -33,7 +34,7 @@ struct Hostile {
     target: String,
 }
 
-const VALID_MODES: &str = "use loop, oom, trap, flood or escape";
+const VALID_MODES: &str = "use loop, oom, trap, error, flood or escape";
 
 /// What the poison value does; `Default` only because serde-skipped fields need one.
 #[derive(Default, Clone, Copy)]
@@ -42,6 +43,7 @@ enum Mode {
     Loop,
     Oom,
     Trap,
+    Error,
     Flood,
     Escape,
 }
@@ -52,6 +54,7 @@ impl Processor for Hostile {
             Some("loop") => Mode::Loop,
             Some("oom") => Mode::Oom,
             Some("trap") => Mode::Trap,
+            Some("error") => Mode::Error,
             Some("flood") => Mode::Flood,
             Some("escape") => Mode::Escape,
             Some(other) => return Err(format!("unknown mode {other:?}: {VALID_MODES}")),
@@ -65,6 +68,9 @@ impl Processor for Hostile {
 
     fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
         if Some(reading.value()) == self.poison {
+            if let Mode::Error = self.mode {
+                return Err(format!("hostile: refusing poison value {}", reading.value()));
+            }
             self.misbehave(reading, out);
             return Ok(());
         }
@@ -80,6 +86,7 @@ impl Hostile {
             Mode::Loop => spin_forever(),
             Mode::Oom => eat_memory(),
             Mode::Trap => panic!("hostile: poison value {}", reading.value()),
+            Mode::Error => {} // answered in on_reading, which can return the error
             Mode::Flood => {
                 for i in 0..self.flood_count {
                     out.emit(Message::new("flood", "hostile", "flood", i as f64, "", reading.time()));
