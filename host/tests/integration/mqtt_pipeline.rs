@@ -197,3 +197,78 @@ async fn the_pipeline_logs_in_to_a_broker_that_requires_a_password() {
     check_rolling_stats_as(mosquitto.port, Some(("garonne", "s3cret"))).await;
     running.stop().await;
 }
+
+fn processor(name: &str, inputs: &[&str], config: &[(&str, toml::Value)]) -> PluginConfig {
+    let mut plugin = PluginConfig::from_path(plugin(name));
+    plugin.inputs = inputs.iter().map(|s| s.to_string()).collect();
+    for (key, value) in config {
+        plugin.config.insert(key.to_string(), value.clone());
+    }
+    plugin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_processors_filters_averages_and_alerts_in_one_host() {
+    let mosquitto = Mosquitto::start();
+    let above: toml::Table = toml::from_str("temperature = 30").expect("toml");
+    let chain = vec![
+        processor("quality_filter", &["toulouse/sensors/#"], &[]),
+        processor(
+            "avg_quartier",
+            &["toulouse/clean/#"],
+            &[("window_s", toml::Value::Integer(60)), ("lateness_s", toml::Value::Integer(0))],
+        ),
+        processor("thresholds", &["toulouse/quartiers/#"], &[("above", toml::Value::Table(above))]),
+    ];
+    let running =
+        RunningPipeline::start(pipeline(Some(mosquitto.url()), chain)).await.expect("pipeline starts");
+    let mut client = TestClient::connect(
+        mosquitto.port,
+        &["toulouse/quartiers/#", "toulouse/alerts/#", "toulouse/rejected/#"],
+    )
+    .await;
+    // Two stations of quartier 5 (Le Busca, Nakache) and the feed's faulty sentinel value.
+    let busca = |value: f64, t: i64| {
+        serde_json::json!({"sensor_id": "busca", "kind": "temperature", "value": value, "unit": "°C",
+                           "ts": T0 + t, "lat": 43.58843456, "lon": 1.452060306})
+        .to_string()
+    };
+    let nakache = |value: f64, t: i64| {
+        serde_json::json!({"sensor_id": "nakache", "kind": "temperature", "value": value, "unit": "°C",
+                           "ts": T0 + t, "lat": 43.58807645, "lon": 1.43638064})
+        .to_string()
+    };
+    // The pipeline's subscriptions are in place once start() returned with a real broker only
+    // after the first SUBACK; publish until the rejection of a sentinel proves the chain's head
+    // is listening, then send the window.
+    for attempt in 0..50 {
+        client.publish("toulouse/sensors/temperature/busca", busca(-50.0, attempt)).await;
+        if !client
+            .collect_json(1, Duration::from_millis(200), |t, _| t.starts_with("toulouse/rejected/"))
+            .await
+            .is_empty()
+        {
+            break;
+        }
+    }
+    client.publish("toulouse/sensors/temperature/busca", busca(30.0, 10_000)).await;
+    client.publish("toulouse/sensors/temperature/nakache", nakache(32.0, 20_000)).await;
+    client.publish("toulouse/sensors/temperature/busca", busca(-50.0, 30_000)).await;
+    // The first reading of the next minute closes the window [T0, T0 + 60 s).
+    client.publish("toulouse/sensors/temperature/busca", busca(20.0, 70_000)).await;
+
+    let seen = client
+        .collect_json(2, Duration::from_secs(15), |t, _| {
+            t == "toulouse/quartiers/5/temperature" || t.starts_with("toulouse/alerts/")
+        })
+        .await;
+    let average =
+        seen.iter().find(|(t, _)| t == "toulouse/quartiers/5/temperature").expect("a quartier average");
+    assert_eq!(average.1["value"], 31.0, "the sentinel was filtered out before the average: {average:?}");
+    assert_eq!(average.1["fields"]["count"], 2.0);
+    let alert = seen.iter().find(|(t, _)| t == "toulouse/alerts/temperature").expect("an alert");
+    assert_eq!(alert.1["sensor_id"], "5");
+    assert_eq!(alert.1["tags"]["state"], "start");
+    assert_eq!(alert.1["value"], 31.0);
+    running.stop().await;
+}
