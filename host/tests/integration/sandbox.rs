@@ -138,6 +138,7 @@ fn a_memory_bomb_is_stopped_at_the_cap_and_state_survives() {
 #[test]
 fn a_trap_is_recovered_from_the_snapshot_and_the_journal() {
     let engine = engine();
+    let neighbour = well_behaved_neighbour(&engine, 20);
     // checkpoint_every 1: recovery from a snapshot alone; 100: from an old snapshot plus the
     // journal of the calls since.
     for checkpoint_every in [1, 100] {
@@ -152,6 +153,7 @@ fn a_trap_is_recovered_from_the_snapshot_and_the_journal() {
         assert_eq!(trapper.stats().trap_failures, 2);
         assert_eq!(trapper.stats().dead_letters, 1);
     }
+    assert_eq!(neighbour.join().expect("neighbour thread"), 200);
 }
 
 #[test]
@@ -218,6 +220,7 @@ fn compiled_components_are_cached_on_disk() {
 #[test]
 fn an_error_in_the_middle_of_a_batch_loses_only_the_reading_that_caused_it() {
     let engine = engine();
+    let neighbour = well_behaved_neighbour(&engine, 20);
     for checkpoint_every in [1, 100] {
         let mut refuser = hostile(&engine, "error", relaxed(), checkpoint_every);
         assert_eq!(counts(&refuser.on_readings(&readings(&[1.0, 2.0]))), vec![1.0, 2.0]);
@@ -234,4 +237,5 @@ fn an_error_in_the_middle_of_a_batch_loses_only_the_reading_that_caused_it() {
         assert_eq!(counts(&refuser.on_readings(&readings(&[5.0]))), vec![5.0], "3 and 4 counted once each");
         assert_eq!(refuser.stats().failures(), 0, "an error is not a failure of the instance");
     }
+    assert_eq!(neighbour.join().expect("neighbour thread"), 200);
 }
