@@ -120,7 +120,10 @@ impl PluginEngine {
         }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let linker = Self::linker(&engine)?;
-        let ticker = Some(spawn_epoch_ticker(engine.clone()));
+        let ticker = Some(
+            spawn_epoch_ticker(engine.clone())
+                .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?,
+        );
         Ok(Self { engine, linker, ticker })
     }
 
@@ -190,19 +193,16 @@ impl Drop for PluginEngine {
     }
 }
 
-fn spawn_epoch_ticker(engine: Engine) -> (Arc<AtomicBool>, JoinHandle<()>) {
+fn spawn_epoch_ticker(engine: Engine) -> std::io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_flag = stop.clone();
-    let handle = std::thread::Builder::new()
-        .name("garonne-epoch".into())
-        .spawn(move || {
-            while !stop_flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .expect("the OS refused to start the epoch thread");
-    (stop, handle)
+    let handle = std::thread::Builder::new().name("garonne-epoch".into()).spawn(move || {
+        while !stop_flag.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    })?;
+    Ok((stop, handle))
 }
 
 /// Tells a core module from a component by the version field of the header, so that the user
