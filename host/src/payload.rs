@@ -156,6 +156,38 @@ impl Payload {
     }
 }
 
+impl Payload {
+    /// A reading of `sensor`.
+    pub fn of_sensor(sensor: &crate::sandbox::Sensor, value: f64, time: Millis) -> Self {
+        Payload {
+            sensor_id: sensor.id.clone(),
+            kind: sensor.kind.clone(),
+            value,
+            unit: sensor.unit.clone(),
+            time,
+            position: sensor.position.map(|p| (p.lat, p.lon)),
+            fields: BTreeMap::new(),
+            tags: sensor.tags.iter().cloned().collect(),
+        }
+    }
+}
+
+/// What a plugin emitted, in the wire format (its topic aside).
+impl From<crate::sandbox::Message> for Payload {
+    fn from(message: crate::sandbox::Message) -> Self {
+        Payload {
+            sensor_id: message.sensor_id,
+            kind: message.kind,
+            value: message.value,
+            unit: message.unit,
+            time: message.time,
+            position: message.position.map(|p| (p.lat, p.lon)),
+            fields: message.fields.into_iter().collect(),
+            tags: message.tags.into_iter().collect(),
+        }
+    }
+}
+
 /// Parses an RFC 3339 time into ms since the epoch.
 pub fn parse_rfc3339(text: &str) -> Result<Millis, PayloadError> {
     let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| PayloadError::BadTime(text.to_owned()))?;

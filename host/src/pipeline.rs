@@ -136,16 +136,7 @@ impl Publisher {
             tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
             return;
         };
-        let payload = Payload {
-            sensor_id: message.sensor_id,
-            kind: message.kind,
-            value: message.value,
-            unit: message.unit,
-            time: message.time,
-            position: message.position.map(|p| (p.lat, p.lon)),
-            fields: message.fields.into_iter().collect(),
-            tags: message.tags.into_iter().collect(),
-        };
+        let payload = Payload::from(message);
         match payload.encode() {
             Ok(bytes) => self.publish(topic, bytes, false),
             Err(error) => tracing::warn!(plugin, "message on {topic} not published: {error}"),

@@ -193,21 +193,13 @@ fn reading_line(reading: &Payload) -> Option<Value> {
 
 /// A message as one JSON object: its relative topic, then the fields of the wire format.
 fn message_line(message: Message) -> Option<Value> {
-    let payload = Payload {
-        sensor_id: message.sensor_id,
-        kind: message.kind,
-        value: message.value,
-        unit: message.unit,
-        time: message.time,
-        position: message.position.map(|p| (p.lat, p.lon)),
-        fields: message.fields.into_iter().collect(),
-        tags: message.tags.into_iter().collect(),
-    };
+    let topic = message.topic.clone();
+    let payload = Payload::from(message);
     let mut object: Map<String, Value> = match reading_line(&payload)? {
         Value::Object(map) => map,
         _ => return None,
     };
-    object.insert("topic".into(), Value::String(message.topic));
+    object.insert("topic".into(), Value::String(topic));
     Some(Value::Object(object))
 }
 

@@ -8,7 +8,7 @@
 //! failing call. The failing batch is then retried one reading at a time, so that only the
 //! readings that really make the plugin fail go to the dead-letter topic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,16 +121,7 @@ impl SensorRegistry {
 
     fn payload(&self, index: u32, value: f64, time: i64) -> Option<Payload> {
         let sensor = self.sensors.get(index as usize)?;
-        Some(Payload {
-            sensor_id: sensor.id.clone(),
-            kind: sensor.kind.clone(),
-            value,
-            unit: sensor.unit.clone(),
-            time,
-            position: sensor.position.map(|p| (p.lat, p.lon)),
-            fields: BTreeMap::new(),
-            tags: sensor.tags.iter().cloned().collect(),
-        })
+        Some(Payload::of_sensor(sensor, value, time))
     }
 }
 
@@ -571,16 +562,7 @@ impl SensorModelSupervisor {
                 self.stats.guest_errors += 1;
                 continue;
             };
-            payloads.push(Payload {
-                sensor_id: sensor.id.clone(),
-                kind: sensor.kind.clone(),
-                value: batch.values[i],
-                unit: sensor.unit.clone(),
-                time: batch.times[i],
-                position: sensor.position.map(|p| (p.lat, p.lon)),
-                fields: BTreeMap::new(),
-                tags: sensor.tags.iter().cloned().collect(),
-            });
+            payloads.push(Payload::of_sensor(sensor, batch.values[i], batch.times[i]));
         }
         payloads
     }
@@ -589,6 +571,7 @@ impl SensorModelSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn reading(id: &str, unit: &str) -> Payload {
         Payload {
