@@ -41,7 +41,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the start waits for the broker to acknowledge the processors' subscriptions.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// At stop, how long the input may keep delivering readings already published.
-const DRAIN_WAIT: Duration = Duration::from_secs(3);
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// Input silent this long at stop means the readings in flight have arrived (loopback delivers
+/// in well under a millisecond; the margin is for a loaded machine).
+const QUIET: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -319,13 +322,16 @@ impl RunningPipeline {
     async fn wait_for_quiet_input(&self) {
         let started = tokio::time::Instant::now();
         let mut last = self.stats.readings_in.load(Ordering::Relaxed);
+        let mut quiet_since = tokio::time::Instant::now();
         while started.elapsed() < DRAIN_WAIT {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let now = self.stats.readings_in.load(Ordering::Relaxed);
-            if now == last {
+            if now != last {
+                last = now;
+                quiet_since = tokio::time::Instant::now();
+            } else if quiet_since.elapsed() >= QUIET {
                 return;
             }
-            last = now;
         }
     }
 }
