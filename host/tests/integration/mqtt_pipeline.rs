@@ -272,3 +272,26 @@ async fn a_chain_of_processors_filters_averages_and_alerts_in_one_host() {
     assert_eq!(alert.1["value"], 31.0);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_pipeline_of_the_readme_runs_and_publishes_quartier_averages() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/demo.toml");
+    let mut config = PipelineConfig::load(&path).expect("demo.toml loads");
+    config.validate().expect("demo.toml is valid");
+    // As in the demo, but on a free port and ten times faster, so a window closes every 0.5 s.
+    config.mqtt.embedded_port = 0;
+    config.runtime.speed *= 10.0;
+    config.runtime.cache_dir = Some(temp_dir("cache"));
+    let running = RunningPipeline::start(config).await.expect("the demo starts");
+    let port = running.embedded.expect("the demo uses the embedded broker").mqtt.port();
+    let mut client = TestClient::connect(port, &["toulouse/quartiers/+/temperature"]).await;
+    let averages = client.collect_json(20, Duration::from_secs(30), |_, _| true).await;
+    assert_eq!(averages.len(), 20, "one average per quartier: {averages:?}");
+    for (topic, json) in &averages {
+        let value = json["value"].as_f64().expect("a number");
+        assert!((-10.0..40.0).contains(&value), "{topic}: {json}");
+    }
+    let counters = running.stop().await;
+    assert_eq!(counters.len(), 5, "{counters:?}");
+    assert!(counters.values().all(|c| c.failures() == 0), "{counters:?}");
+}
