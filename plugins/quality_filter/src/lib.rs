@@ -77,17 +77,8 @@ impl Processor for QualityFilter {
             (Some(_), true) => ("clean", "bad"),
             (Some(_), false) => ("rejected", "bad"),
         };
-        let mut message = Message::new(
-            format!("{folder}/{}/{}", sensor.kind, sensor.id),
-            &sensor.id,
-            &sensor.kind,
-            reading.value(),
-            &sensor.unit,
-            reading.time(),
-        )
-        .position(sensor.position)
-        .tags(&sensor.tags)
-        .tag("quality", quality);
+        let mut message = Message::about(format!("{folder}/{}/{}", sensor.kind, sensor.id), reading)
+            .tag("quality", quality);
         if let Some(reason) = &problem {
             message = message.tag("reason", reason);
         }

@@ -46,21 +46,13 @@ impl Processor for RollingStats {
         }
         let stats = Stats::of(window);
         let sensor = reading.sensor();
-        let message = Message::new(
-            format!("stats/{}/{}", sensor.kind, sensor.id),
-            &sensor.id,
-            &sensor.kind,
-            stats.mean,
-            &sensor.unit,
-            reading.time(),
-        )
-        .position(sensor.position)
-        .field("mean", stats.mean)
-        .field("min", stats.min)
-        .field("max", stats.max)
-        .field("count", stats.count as f64)
-        .field("window_s", self.window_ms as f64 / 1000.0)
-        .tags(&sensor.tags);
+        let message = Message::about(format!("stats/{}/{}", sensor.kind, sensor.id), reading)
+            .with_value(stats.mean)
+            .field("mean", stats.mean)
+            .field("min", stats.min)
+            .field("max", stats.max)
+            .field("count", stats.count as f64)
+            .field("window_s", self.window_ms as f64 / 1000.0);
         out.emit(message);
         Ok(())
     }

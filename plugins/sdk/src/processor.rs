@@ -81,6 +81,17 @@ impl<'a> Reading<'a> {
     }
 }
 
+impl Message {
+    /// A message about `reading`: its sensor's id, kind, unit, position and tags, its value and
+    /// its time, on `topic`. Change what differs with the builder methods (`with_value`, ...).
+    pub fn about(topic: impl Into<String>, reading: &Reading<'_>) -> Self {
+        let sensor = reading.sensor();
+        Message::new(topic, &sensor.id, &sensor.kind, reading.value(), &sensor.unit, reading.time())
+            .position(sensor.position)
+            .tags(&sensor.tags)
+    }
+}
+
 /// Where a processor puts the messages it wants published.
 #[derive(Default)]
 pub struct Output {

@@ -81,6 +81,11 @@ impl Message {
         }
     }
 
+    pub fn with_value(mut self, value: f64) -> Self {
+        self.value = value;
+        self
+    }
+
     pub fn position(mut self, position: Option<Position>) -> Self {
         self.position = position;
         self

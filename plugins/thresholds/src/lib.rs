@@ -95,20 +95,10 @@ impl Processor for Thresholds {
 }
 
 fn alert(reading: &Reading<'_>, state: &str, rule: &Rule, since: i64) -> Message {
-    let sensor = reading.sensor();
-    let mut message = Message::new(
-        format!("alerts/{}", sensor.kind),
-        &sensor.id,
-        &sensor.kind,
-        reading.value(),
-        &sensor.unit,
-        reading.time(),
-    )
-    .position(sensor.position)
-    .field("since", since as f64)
-    .field("duration_s", (reading.time() - since) as f64 / 1000.0)
-    .tags(&sensor.tags)
-    .tag("state", state);
+    let mut message = Message::about(format!("alerts/{}", reading.sensor().kind), reading)
+        .field("since", since as f64)
+        .field("duration_s", (reading.time() - since) as f64 / 1000.0)
+        .tag("state", state);
     if let Some(above) = rule.above {
         message = message.field("above", above);
     }
