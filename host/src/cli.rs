@@ -33,6 +33,65 @@ pub enum Command {
         host record --mqtt mqtt://127.0.0.1:1883 --topic 'toulouse/sensors/#' --out readings.jsonl --duration 600\n  \
         host plugin test avg_quartier.wasm --input readings.jsonl")]
     Record(RecordArgs),
+    /// Store MQTT streams in InfluxDB (1.x, 2.x or 3.x), or in line-protocol files.
+    #[command(after_help = "Examples:\n  \
+        host historian --mqtt mqtt://127.0.0.1:1883 --influx-url http://127.0.0.1:8086 --database garonne\n  \
+        GARONNE_INFLUX_TOKEN=... host historian --mqtt mqtt://broker:1883 --influx-url http://influx:8086 --org city --bucket sensors\n  \
+        host historian --config pipelines/historian.toml\n\n\
+        Secrets come from the environment: GARONNE_INFLUX_TOKEN (or token_file in the pipeline file), \
+        GARONNE_INFLUX_USERNAME and GARONNE_INFLUX_PASSWORD, GARONNE_MQTT_USERNAME and GARONNE_MQTT_PASSWORD.\n\
+        A message is acknowledged to the broker only once it is written (or spooled on disk), so \
+        stopping the historian, even with SIGKILL, loses nothing.")]
+    Historian(HistorianArgs),
+}
+
+#[derive(Args)]
+pub struct HistorianArgs {
+    /// A pipeline file: its [mqtt] and [historian] sections are used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Broker to read from, as mqtt://HOST:PORT.
+    #[arg(long, env = "GARONNE_MQTT_URL", value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// Topic filter to store (repeatable; default: readings, quartier averages and alerts).
+    #[arg(long = "topic", value_name = "FILTER")]
+    pub topics: Vec<String>,
+    /// InfluxDB's address, as http://HOST:PORT (default: line-protocol files in --out-dir).
+    #[arg(long, env = "GARONNE_INFLUX_URL", value_name = "URL")]
+    pub influx_url: Option<String>,
+    /// InfluxDB 1.x database.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// InfluxDB 2.x/3.x organisation.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// InfluxDB 2.x/3.x bucket.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// A file holding the InfluxDB token (GARONNE_INFLUX_TOKEN takes precedence).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where batches wait while the database is unreachable.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// With no InfluxDB: the folder of the line-protocol files.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Points per write.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// The longest a point waits for its batch, in ms.
+    #[arg(long)]
+    pub linger_ms: Option<u64>,
+    /// Write as soon as the input pauses this long, in ms (0: only on size or linger).
+    #[arg(long)]
+    pub idle_flush_ms: Option<u64>,
+    /// MQTT client id (keep it stable: the broker keeps the session under it).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
 }
 
 #[derive(Args)]

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::historian::HistorianConfig;
 use crate::sandbox::Limits;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub struct PipelineConfig {
     pub runtime: RuntimeConfig,
     #[serde(rename = "plugin")]
     pub plugins: Vec<PluginConfig>,
+    /// Stores streams in InfluxDB alongside the plugins (see [`crate::historian`]).
+    pub historian: Option<HistorianConfig>,
 }
 
 /// The broker connection.

@@ -8,10 +8,12 @@
 //! - [`mqtt`]: the connection to a broker, and [`broker`]: the embedded one for the demo.
 //! - [`pipeline`]: wires sensor models and processors to MQTT, as a [`config::PipelineConfig`]
 //!   says.
+//! - [`historian`]: stores streams in InfluxDB (or line-protocol files), losing nothing.
 
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod historian;
 pub mod mqtt;
 pub mod payload;
 pub mod pipeline;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use garonne::config::{PipelineConfig, PluginConfig};
+use garonne::historian::{Historian, HistorianConfig};
 use garonne::pipeline::RunningPipeline;
 use garonne::sandbox::{PluginEngine, bindings};
 
-use cli::{Cli, Command, PluginCommand, RecordArgs, RunArgs};
+use cli::{Cli, Command, HistorianArgs, PluginCommand, RecordArgs, RunArgs};
 
 fn main() -> std::process::ExitCode {
     init_logging();
@@ -21,6 +22,7 @@ fn main() -> std::process::ExitCode {
         Command::Plugin(PluginCommand::Inspect { path }) => inspect(&path),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(*args),
         Command::Record(args) => record(args),
+        Command::Historian(args) => historian(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -68,10 +70,23 @@ fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = pipeline_config(&args)?;
+    let mut config = pipeline_config(&args)?;
+    let historian = match config.historian.take() {
+        Some(mut historian) => {
+            historian.apply_env(|key| std::env::var(key).ok())?;
+            historian.validate()?;
+            Some(historian)
+        }
+        None => None,
+    };
+    let mqtt = config.mqtt.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let pipeline = RunningPipeline::start(config).await?;
+        let historian = match historian {
+            Some(historian) => Some(Historian::start(historian, &mqtt, &pipeline.broker).await?),
+            None => None,
+        };
         match &pipeline.embedded {
             Some(embedded) => {
                 eprintln!("Embedded MQTT broker listening on mqtt://{}", embedded.mqtt);
@@ -89,6 +104,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let stats = pipeline.stop().await;
         for (name, stats) in stats {
             eprintln!("  {name}: {}", serde_json::to_string(&stats).unwrap_or_default());
+        }
+        if let Some(historian) = historian {
+            let metrics = historian.stop().await;
+            eprintln!("  historian: {}", serde_json::to_string(&metrics).unwrap_or_default());
         }
         Ok(())
     })
@@ -137,6 +156,62 @@ fn record(args: RecordArgs) -> anyhow::Result<()> {
     ))?;
     eprintln!("recorded {written} messages to {} ({skipped} not JSON, skipped)", args.out.display());
     Ok(())
+}
+
+fn historian_config(args: &HistorianArgs) -> anyhow::Result<(PipelineConfig, HistorianConfig)> {
+    let mut config = match &args.config {
+        Some(path) => PipelineConfig::load(path)?,
+        None => PipelineConfig::default(),
+    };
+    config.apply_env(|key| std::env::var(key).ok());
+    if let Some(url) = &args.mqtt {
+        config.mqtt.url = Some(url.clone());
+    }
+    let mut historian = config.historian.take().unwrap_or_default();
+    let flags_name_a_database = args.database.is_some() || args.org.is_some() || args.bucket.is_some();
+    if args.influx_url.is_some() || flags_name_a_database || args.token_file.is_some() {
+        let influx = historian.influxdb.get_or_insert_with(Default::default);
+        if let Some(url) = &args.influx_url {
+            influx.url = url.clone();
+        }
+        if flags_name_a_database {
+            influx.database = args.database.clone();
+            influx.org = args.org.clone();
+            influx.bucket = args.bucket.clone();
+        }
+        if let Some(file) = &args.token_file {
+            influx.token_file = Some(file.clone());
+        }
+    }
+    if !args.topics.is_empty() {
+        historian.topics = args.topics.clone();
+    }
+    historian.spool_dir = args.spool_dir.clone().or(historian.spool_dir);
+    historian.out_dir = args.out_dir.clone().unwrap_or(historian.out_dir);
+    historian.batch_size = args.batch_size.unwrap_or(historian.batch_size);
+    historian.linger_ms = args.linger_ms.unwrap_or(historian.linger_ms);
+    historian.idle_flush_ms = args.idle_flush_ms.unwrap_or(historian.idle_flush_ms);
+    historian.client_id = args.client_id.clone().unwrap_or(historian.client_id);
+    historian.apply_env(|key| std::env::var(key).ok())?;
+    historian.validate()?;
+    Ok((config, historian))
+}
+
+fn historian(args: HistorianArgs) -> anyhow::Result<()> {
+    let (config, historian) = historian_config(&args)?;
+    let url = config.mqtt.url.clone().context(
+        "the historian needs a broker: give --mqtt mqtt://HOST:PORT (or run it inside `host run` with a [historian] section)",
+    )?;
+    let broker = garonne::mqtt::BrokerAddress::parse(&url)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let running = Historian::start(historian, &config.mqtt, &broker).await?;
+        wait_for_stop(args.duration).await;
+        eprintln!("Stopping: writing what is in hand...");
+        let metrics = running.stop().await;
+        eprintln!("  historian: {}", serde_json::to_string(&metrics).unwrap_or_default());
+        Ok(())
+    })
 }
 
 fn inspect(path: &std::path::Path) -> anyhow::Result<()> {

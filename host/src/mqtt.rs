@@ -69,6 +69,23 @@ pub fn qos(level: u8) -> QoS {
 
 /// A client and its event loop; the loop must be polled for anything to happen.
 pub fn connect(address: &BrokerAddress, config: &MqttConfig, client_id: &str) -> (AsyncClient, EventLoop) {
+    AsyncClient::new(options(address, config, client_id), 1_000)
+}
+
+/// Like [`connect`], but incoming QoS 1 messages are acknowledged only when the caller says so
+/// (`AsyncClient::ack`), once they are safe; `capacity` bounds the request queue.
+pub fn connect_manual_acks(
+    address: &BrokerAddress,
+    config: &MqttConfig,
+    client_id: &str,
+    capacity: usize,
+) -> (AsyncClient, EventLoop) {
+    let mut options = options(address, config, client_id);
+    options.set_manual_acks(true);
+    AsyncClient::new(options, capacity)
+}
+
+fn options(address: &BrokerAddress, config: &MqttConfig, client_id: &str) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, address.host.clone(), address.port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
@@ -84,7 +101,7 @@ pub fn connect(address: &BrokerAddress, config: &MqttConfig, client_id: &str) ->
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }
-    AsyncClient::new(options, 1_000)
+    options
 }
 
 /// The pause before polling again after the connection failed `failures` times in a row.

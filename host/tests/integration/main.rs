@@ -2,10 +2,13 @@
 //!
 //! The plugins must be built first: `cargo xtask test` does it (or `cargo xtask build-plugins`
 //! before `cargo test`). Mosquitto must be installed (`apt-get install mosquitto`); each test
-//! starts its own on a free loopback port.
+//! starts its own on a free loopback port. The historian's tests also need InfluxDB 1.x and
+//! VictoriaMetrics (`apt-get install influxdb victoria-metrics`).
 
 mod avg_quartier;
 mod cli;
+mod databases;
+mod historian;
 mod mqtt_pipeline;
 mod sandbox;
 mod support;

@@ -106,29 +106,33 @@ async fn malformed_payloads_go_to_the_dead_letter_topic_and_processing_goes_on()
     let mut client =
         TestClient::connect(mosquitto.port, &["toulouse/stats/#", "garonne/dead-letter/#"]).await;
     wait_until_processing(&mut client).await;
-    let bad: [&[u8]; 4] = [
+    let bad: [&[u8]; 6] = [
         b"not json",
         br#"{"sensor_id":"s1","kind":"temperature","ts":0}"#,
         br#"{"sensor_id":"s1","kind":"temperature","value":"hot","ts":0}"#,
-        &[b' '; 100 * 1024],
+        &[b' '; 1024 * 1024],
+        br#"{"sensor_id":"s1","kind":"temperature","value":NaN,"ts":0}"#,
+        br#"{"sensor_id":"s1","kind":"temperature","value":1e999,"ts":0}"#,
     ];
     for payload in bad {
         client.publish("toulouse/sensors/temperature/s1", payload.to_vec()).await;
     }
     client.publish("toulouse/sensors/temperature/s1", reading("s1", "temperature", 7.0, T0)).await;
     let seen = client
-        .collect_json(5, Duration::from_secs(10), |topic, json| {
+        .collect_json(7, Duration::from_secs(10), |topic, json| {
             topic == "garonne/dead-letter/decoder" || json["sensor_id"] == "s1"
         })
         .await;
     let reasons: Vec<&Value> =
         seen.iter().filter(|(t, _)| t.contains("dead-letter")).map(|(_, j)| &j["reason"]).collect();
-    assert_eq!(reasons.len(), 4, "{seen:?}");
+    assert_eq!(reasons.len(), 6, "{seen:?}");
     assert!(reasons[0].as_str().is_some_and(|r| r.contains("not valid JSON")), "{reasons:?}");
     assert!(reasons[1].as_str().is_some_and(|r| r.contains("value")), "{reasons:?}");
     assert!(reasons[3].as_str().is_some_and(|r| r.contains("larger than the limit")), "{reasons:?}");
+    assert!(reasons[4].as_str().is_some_and(|r| r.contains("not valid JSON")), "NaN: {reasons:?}");
+    assert!(reasons[5].as_str().is_some_and(|r| r.contains("out of range")), "infinity: {reasons:?}");
     assert!(seen.iter().any(|(t, j)| t == "toulouse/stats/temperature/s1" && j["value"] == 7.0), "{seen:?}");
-    assert_eq!(running.stats.decode_errors(), 4);
+    assert_eq!(running.stats.decode_errors(), 6);
     running.stop().await;
 }
 

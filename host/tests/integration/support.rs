@@ -61,6 +61,19 @@ impl Mosquitto {
         Self::start_with("allow_anonymous true\n", None)
     }
 
+    /// A broker that keeps sessions and queued messages across a clean restart, as a
+    /// production broker does (`persistence true`).
+    pub fn start_persistent() -> Self {
+        let dir = temp_dir("mosquitto-db");
+        // Mosquitto started as root drops to its own user, which must be able to write here.
+        let _ = Command::new("chmod").arg("0777").arg(&dir).status();
+        let settings = format!(
+            "allow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\n",
+            dir.display()
+        );
+        Self::start_with(&settings, None)
+    }
+
     /// A broker that only lets `user` in, with `password`.
     pub fn start_with_user(user: &str, password: &str) -> Self {
         Self::start_with("allow_anonymous false\n", Some((user, password)))
@@ -82,9 +95,11 @@ impl Mosquitto {
             assert!(status.success(), "mosquitto_passwd failed");
             access.push_str(&format!("password_file {}\n", file.display()));
         }
+        let persistence = if access.contains("persistence true") { "" } else { "persistence false\n" };
+        // A historian acknowledges a batch at a time: let the broker send it that many.
         let text = format!(
-            "listener {port} 127.0.0.1\n{access}persistence false\nlog_dest stdout\n\
-             max_queued_messages 100000\n"
+            "listener {port} 127.0.0.1\n{access}{persistence}log_dest stdout\n\
+             max_queued_messages 100000\nmax_inflight_messages 1000\n"
         );
         std::fs::write(&conf, text).expect("cannot write mosquitto.conf");
         let child = spawn_mosquitto(&conf);
@@ -97,6 +112,15 @@ impl Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::thread::sleep(Duration::from_millis(300));
+        self.child = spawn_mosquitto(&self.conf);
+        wait_for_port(self.port);
+    }
+
+    /// Stops the broker as an operator would (SIGTERM: it saves its sessions when persistent)
+    /// and starts it again on the same port.
+    pub fn restart_cleanly(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
         self.child = spawn_mosquitto(&self.conf);
         wait_for_port(self.port);
     }
@@ -135,6 +159,8 @@ impl Drop for Mosquitto {
 pub struct TestClient {
     client: AsyncClient,
     received: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    published: usize,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TestClient {
@@ -154,6 +180,8 @@ impl TestClient {
         let (tx, received) = mpsc::unbounded_channel();
         let (suback_tx, mut suback_rx) = mpsc::unbounded_channel();
         let resubscribe = client.clone();
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acked_by_broker = acked.clone();
         let owned: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
         tokio::spawn(async move {
             let mut connections = 0;
@@ -174,6 +202,9 @@ impl TestClient {
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = suback_tx.send(());
                     }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acked_by_broker.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
@@ -187,11 +218,21 @@ impl TestClient {
                 .await
                 .expect("no SUBACK within 10 s");
         }
-        Self { client, received }
+        Self { client, received, published: 0, acked }
     }
 
-    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+    pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish");
+        self.published += 1;
+    }
+
+    /// Waits until the broker has acknowledged every message this client published.
+    pub async fn wait_acked(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while self.acked.load(std::sync::atomic::Ordering::SeqCst) < self.published {
+            assert!(Instant::now() < deadline, "the broker did not acknowledge every publish in {wait:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
