@@ -22,7 +22,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         host run --config pipelines/demo.toml --echo 'toulouse/stats/#'\n  \
         host run --plugin plugins/target/wasm32-wasip2/release/rolling_stats.wasm --mqtt mqtt://127.0.0.1:1883\n  \
-        host run --plugin synthetic.wasm --stations data/stations/meteo.json --speed 60\n\n\
+        host run --plugin synthetic.wasm --stations data/stations/meteo.json --speed 60\n  \
+        host run --plugin weather.wasm --stations data/stations/meteo.json --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z\n\n\
         Broker credentials come from GARONNE_MQTT_USERNAME and GARONNE_MQTT_PASSWORD, never from a flag.")]
     Run(RunArgs),
     /// Work with plugin files.
@@ -142,6 +143,16 @@ pub struct RunArgs {
     /// Port of a WebSocket listener on the embedded broker (for the web map).
     #[arg(long, value_name = "PORT")]
     pub ws_port: Option<u16>,
+    /// Virtual start time (RFC 3339, e.g. 2026-01-01T00:00:00Z); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Virtual end time: the sensor models run from --from to --to as fast as they can, then
+    /// the host stops.
+    #[arg(long, value_name = "TIME", requires = "from")]
+    pub to: Option<String>,
+    /// Sensors placed around each real station, for load tests (sensor models).
+    #[arg(long, value_name = "N")]
+    pub fleet: Option<u32>,
 }
 
 #[derive(Subcommand)]

@@ -92,6 +92,9 @@ pub struct RuntimeConfig {
     pub speed: f64,
     /// Virtual start time (RFC 3339); default: now.
     pub start: Option<String>,
+    /// Virtual end time (RFC 3339): the sensor models run from `start` to `end` as fast as
+    /// they can, then the host stops. Needs `start`.
+    pub end: Option<String>,
     /// Seed of every plugin's random source.
     pub seed: u64,
     /// Real milliseconds between two `on-tick` calls of each processor.
@@ -108,6 +111,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             speed: 1.0,
             start: None,
+            end: None,
             seed: 42,
             tick_ms: 1_000,
             batch_max: 1_000,
@@ -131,6 +135,9 @@ pub struct PluginConfig {
     /// Sensor models: virtual seconds between two ticks.
     #[serde(default = "default_interval_s")]
     pub interval_s: f64,
+    /// Sensor models: how many sensors to place around each real station (load tests).
+    #[serde(default = "default_fleet")]
+    pub fleet: u32,
     /// Given to the plugin's `init`, flattened to `key = "value"` pairs.
     #[serde(default)]
     pub config: toml::Table,
@@ -142,6 +149,10 @@ fn default_interval_s() -> f64 {
     10.0
 }
 
+fn default_fleet() -> u32 {
+    1
+}
+
 impl PluginConfig {
     /// A plugin given with `--plugin PATH`: default inputs, config and limits.
     pub fn from_path(path: PathBuf) -> Self {
@@ -151,6 +162,7 @@ impl PluginConfig {
             inputs: Vec::new(),
             stations: None,
             interval_s: default_interval_s(),
+            fleet: default_fleet(),
             config: toml::Table::new(),
             limits: Limits::default(),
         }
@@ -236,6 +248,14 @@ impl PipelineConfig {
             if !(plugin.interval_s.is_finite() && plugin.interval_s > 0.0) {
                 return Err(ConfigError::Invalid(format!("plugin `{name}`: interval_s must be > 0")));
             }
+            if plugin.fleet == 0 {
+                return Err(ConfigError::Invalid(format!("plugin `{name}`: fleet must be at least 1")));
+            }
+        }
+        if self.runtime.end.is_some() && self.runtime.start.is_none() {
+            return Err(ConfigError::Invalid(
+                "runtime.end (--to) needs runtime.start (--from): the interval to simulate".into(),
+            ));
         }
         if self.runtime.batch_max == 0 || self.runtime.tick_ms == 0 {
             return Err(ConfigError::Invalid("runtime.batch_max and runtime.tick_ms must be > 0".into()));

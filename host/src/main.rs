@@ -65,6 +65,17 @@ fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(port) = args.ws_port {
         config.mqtt.embedded_ws_port = port;
     }
+    if let Some(from) = &args.from {
+        config.runtime.start = Some(from.clone());
+    }
+    if let Some(to) = &args.to {
+        config.runtime.end = Some(to.clone());
+    }
+    if let Some(fleet) = args.fleet {
+        for plugin in &mut config.plugins {
+            plugin.fleet = fleet;
+        }
+    }
     config.validate()?;
     Ok(config)
 }
@@ -82,7 +93,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mqtt = config.mqtt.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let pipeline = RunningPipeline::start(config).await?;
+        let mut pipeline = RunningPipeline::start(config).await?;
         let historian = match historian {
             Some(historian) => Some(Historian::start(historian, &mqtt, &pipeline.broker).await?),
             None => None,
@@ -99,7 +110,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         for filter in &args.echo {
             garonne::mqtt::echo(&pipeline.broker, filter.clone()).await;
         }
-        wait_for_stop(args.duration).await;
+        tokio::select! {
+            _ = wait_for_stop(args.duration) => {}
+            _ = pipeline.simulation_finished() => eprintln!("The sensor models reached --to."),
+        }
         eprintln!("Stopping: finishing the messages in hand...");
         let stats = pipeline.stop().await;
         for (name, stats) in stats {

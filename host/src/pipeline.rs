@@ -182,6 +182,8 @@ pub struct RunningPipeline {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     out_client: AsyncClient,
     status_topic: String,
+    /// Sensor models done with a fixed interval, and how many there are.
+    models_finished: Option<(watch::Receiver<usize>, usize)>,
 }
 
 struct StartedPlugins {
@@ -189,12 +191,34 @@ struct StartedPlugins {
     models: Vec<(SensorModelSupervisor, f64)>,
 }
 
+/// A run over a fixed interval (`runtime.end`): the models tick as fast as they can, and the
+/// virtual clock follows the slowest of them.
+#[derive(Clone)]
+struct FastRun {
+    end: i64,
+    /// The last tick of each model.
+    progress: Arc<Vec<std::sync::atomic::AtomicI64>>,
+    finished: Arc<watch::Sender<usize>>,
+}
+
+impl FastRun {
+    fn advance(&self, model: usize, now: i64, clock: &VirtualClock) {
+        self.progress[model].store(now, Ordering::SeqCst);
+        let slowest = self.progress.iter().map(|p| p.load(Ordering::SeqCst)).min().unwrap_or(now);
+        clock.set(slowest);
+    }
+
+    fn finish(&self) {
+        self.finished.send_modify(|done| *done += 1);
+    }
+}
+
 impl RunningPipeline {
     /// Loads every plugin, connects to the broker (or starts the embedded one) and starts the
     /// workers. Fails before anything runs if a plugin cannot load or start.
     pub async fn start(config: PipelineConfig) -> Result<Self, PipelineError> {
         config.validate()?;
-        let clock = virtual_clock(&config)?;
+        let (clock, end) = virtual_clock(&config)?;
         let plugins = tokio::task::block_in_place(|| start_plugins(&config, &clock))?;
 
         let (broker, embedded) = match &config.mqtt.url {
@@ -232,6 +256,7 @@ impl RunningPipeline {
             tasks: Vec::new(),
             out_client: out_client.clone(),
             status_topic: status_topic.clone(),
+            models_finished: None,
         };
         let status = json!({"state": "online"}).to_string();
         pipeline.tasks.push(tokio::spawn(drive_output(
@@ -266,17 +291,26 @@ impl RunningPipeline {
         if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
             tracing::warn!("the broker has not acknowledged the subscriptions yet; starting anyway");
         }
-        for (supervisor, interval_s) in plugins.models {
+        let fast = end.map(|end| {
+            let origin = clock.now();
+            let progress = plugins.models.iter().map(|_| std::sync::atomic::AtomicI64::new(origin)).collect();
+            let (finished, receiver) = watch::channel(0);
+            pipeline.models_finished = Some((receiver, plugins.models.len()));
+            FastRun { end, progress: Arc::new(progress), finished: Arc::new(finished) }
+        });
+        for (index, (supervisor, interval_s)) in plugins.models.into_iter().enumerate() {
+            publish_station_metadata(&out_client, &config.mqtt.prefix, &supervisor).await;
             let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-            let worker = spawn_model(
+            let model = ModelRun {
                 supervisor,
                 interval_s,
-                clock.clone(),
-                stop_rx,
-                publisher.clone(),
-                stats.clone(),
-            )?;
-            pipeline.model_workers.push(worker);
+                clock: clock.clone(),
+                stop: stop_rx,
+                publisher: publisher.clone(),
+                stats: stats.clone(),
+                fast: fast.clone().map(|fast| (fast, index)),
+            };
+            pipeline.model_workers.push(spawn_model(model)?);
             pipeline.model_stops.push(stop_tx);
         }
         pipeline.tasks.push(tokio::spawn(tick_processors(
@@ -318,6 +352,17 @@ impl RunningPipeline {
 }
 
 impl RunningPipeline {
+    /// Resolves once every sensor model has reached `runtime.end`; never without one.
+    pub async fn simulation_finished(&mut self) {
+        match &mut self.models_finished {
+            Some((finished, models)) => {
+                let models = *models;
+                let _ = finished.wait_for(|done| *done >= models).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Waits until no reading arrived for a moment (at most `DRAIN_WAIT`).
     async fn wait_for_quiet_input(&self) {
         let started = tokio::time::Instant::now();
@@ -345,14 +390,28 @@ async fn join(workers: Vec<JoinHandle<()>>) {
     .await;
 }
 
-fn virtual_clock(config: &PipelineConfig) -> Result<VirtualClock, ConfigError> {
+/// The clock, and the end of a fixed interval if there is one (then the clock is manual: the
+/// models move it).
+fn virtual_clock(config: &PipelineConfig) -> Result<(VirtualClock, Option<i64>), ConfigError> {
+    let time = |key: &str, text: &str| {
+        payload::parse_rfc3339(text).map_err(|e| ConfigError::Invalid(format!("runtime.{key}: {e}")))
+    };
     let origin = match &config.runtime.start {
-        Some(text) => {
-            payload::parse_rfc3339(text).map_err(|e| ConfigError::Invalid(format!("runtime.start: {e}")))?
-        }
+        Some(text) => time("start", text)?,
         None => crate::clock::wall_clock_millis(),
     };
-    Ok(VirtualClock::new(origin, config.runtime.speed))
+    match &config.runtime.end {
+        Some(text) => {
+            let end = time("end", text)?;
+            if end < origin {
+                return Err(ConfigError::Invalid(
+                    "runtime.end (--to) is before runtime.start (--from)".into(),
+                ));
+            }
+            Ok((VirtualClock::manual(origin), Some(end)))
+        }
+        None => Ok((VirtualClock::new(origin, config.runtime.speed), None)),
+    }
 }
 
 fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<StartedPlugins, PipelineError> {
@@ -382,7 +441,7 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
             World::SensorModel => {
                 let path =
                     plugin_config.stations.as_ref().ok_or_else(|| PipelineError::NoStations(name.clone()))?;
-                let stations = stations::load(path)?;
+                let stations = stations::multiply(&stations::load(path)?, plugin_config.fleet);
                 let supervisor = SensorModelSupervisor::start(
                     plugin.clone(),
                     plugin_config.flat_config(),
@@ -600,36 +659,87 @@ fn spawn_processor(
         .map_err(PipelineError::Thread)
 }
 
-fn spawn_model(
-    mut supervisor: SensorModelSupervisor,
+/// A sensor model and what its worker thread needs.
+struct ModelRun {
+    supervisor: SensorModelSupervisor,
     interval_s: f64,
     clock: VirtualClock,
     stop: std::sync::mpsc::Receiver<()>,
     publisher: Publisher,
     stats: Arc<StatsBoard>,
-) -> Result<JoinHandle<()>, PipelineError> {
-    let name = supervisor.name().to_owned();
-    let interval_ms = (interval_s * 1000.0) as i64;
+    /// A fixed interval, and this model's place in it.
+    fast: Option<(FastRun, usize)>,
+}
+
+fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
+    let name = run.supervisor.name().to_owned();
+    let interval_ms = ((run.interval_s * 1000.0) as i64).max(1);
     std::thread::Builder::new()
         .name(format!("plugin-{name}"))
         .spawn(move || {
-            let mut next = clock.now();
+            let mut next = run.clock.now();
             loop {
-                let (readings, dead_letter) = supervisor.tick(next);
+                if let Some((fast, _)) = &run.fast
+                    && next > fast.end
+                {
+                    tracing::info!(plugin = name, "reached the end of the interval");
+                    fast.finish();
+                    break;
+                }
+                let (readings, dead_letter) = run.supervisor.tick(next);
                 for reading in &readings {
-                    publisher.reading(reading);
+                    run.publisher.reading(reading);
                 }
                 if let Some(letter) = dead_letter {
-                    publisher.dead_letter(&name, &letter);
+                    run.publisher.dead_letter(&name, &letter);
                 }
-                stats.update(&name, supervisor.stats());
-                next += interval_ms.max(1);
-                let wait_ms = ((next - clock.now()) as f64 / clock.speed()).max(0.0);
-                match stop.recv_timeout(Duration::from_millis(wait_ms as u64)) {
+                run.stats.update(&name, run.supervisor.stats());
+                if let Some((fast, index)) = &run.fast {
+                    fast.advance(*index, next, &run.clock);
+                }
+                next += interval_ms;
+                // As fast as it goes over a fixed interval; otherwise in step with the clock.
+                let wait_ms = match &run.fast {
+                    Some(_) => 0.0,
+                    None => ((next - run.clock.now()) as f64 / run.clock.speed()).max(0.0),
+                };
+                match run.stop.recv_timeout(Duration::from_millis(wait_ms as u64)) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => break,
                 }
             }
         })
         .map_err(PipelineError::Thread)
+}
+
+/// Publishes, retained, the metadata of each real station a model simulates, on
+/// `{prefix}/meta/stations/{station_id}`: what a map or a dashboard needs to show a station
+/// before (or without) its readings. Virtual stations of a fleet are left out.
+async fn publish_station_metadata(client: &AsyncClient, prefix: &str, model: &SensorModelSupervisor) {
+    for station in model.stations().iter().filter(|s| !stations::is_virtual(s)) {
+        let sensors: Vec<serde_json::Value> = model
+            .sensors()
+            .iter()
+            .filter(|sensor| sensor.id == station.id)
+            .map(|sensor| json!({"kind": sensor.kind, "unit": sensor.unit}))
+            .collect();
+        let attributes: serde_json::Map<String, serde_json::Value> =
+            station.attributes.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+        let mut body = json!({
+            "station_id": station.id,
+            "name": station.name,
+            "lat": station.position.lat,
+            "lon": station.position.lon,
+            "sensors": sensors,
+            "attributes": attributes,
+            "model": model.name(),
+        });
+        if let Some(altitude) = station.altitude {
+            body["altitude"] = altitude.into();
+        }
+        let topic = format!("{prefix}/meta/stations/{}", topic::level(&station.id));
+        if let Err(error) = client.publish(topic, QoS::AtLeastOnce, true, body.to_string()).await {
+            tracing::warn!("station metadata not published: {error}");
+        }
+    }
 }

@@ -59,9 +59,70 @@ fn parse(text: &str) -> Result<Vec<Station>, String> {
         .collect())
 }
 
+/// Metres per degree of latitude.
+const METRES_PER_DEGREE: f64 = 111_320.0;
+/// Virtual stations stay within this distance of their real one.
+const FLEET_RADIUS_M: f64 = 500.0;
+
+/// The stations, each followed by `fleet - 1` virtual copies for load tests: ids `{id}-v{k}`,
+/// positions spread on a golden-angle spiral within 500 m of the real station, the same
+/// attributes plus `virtual_of`. The copies are the same for every run.
+pub fn multiply(stations: &[Station], fleet: u32) -> Vec<Station> {
+    let mut all = Vec::with_capacity(stations.len() * fleet.max(1) as usize);
+    for station in stations {
+        all.push(station.clone());
+        for k in 1..fleet {
+            let radius = FLEET_RADIUS_M * (k as f64 / fleet as f64).sqrt();
+            let angle = k as f64 * 2.399_963_229_728_653; // the golden angle, in radians
+            let lat = station.position.lat + radius * angle.sin() / METRES_PER_DEGREE;
+            let lon = station.position.lon
+                + radius * angle.cos() / (METRES_PER_DEGREE * station.position.lat.to_radians().cos());
+            let mut attributes = station.attributes.clone();
+            attributes.push(("virtual_of".into(), station.id.clone()));
+            all.push(Station {
+                id: format!("{}-v{k}", station.id),
+                name: format!("{} (virtual {k})", station.name),
+                position: Position { lat, lon },
+                altitude: station.altitude,
+                attributes,
+            });
+        }
+    }
+    all
+}
+
+/// Whether a station is a virtual copy made by [`multiply`].
+pub fn is_virtual(station: &Station) -> bool {
+    station.attributes.iter().any(|(key, _)| key == "virtual_of")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fleet_multiplies_each_station_nearby_and_keeps_the_real_one_first() {
+        let stations =
+            parse(r#"[{"id":"42","name":"Compans","lat":43.6,"lon":1.43,"attributes":{"lcz":2}}]"#)
+                .expect("valid stations");
+        let fleet = multiply(&stations, 100);
+        assert_eq!(fleet.len(), 100);
+        assert_eq!(fleet[0], stations[0]);
+        assert!(!is_virtual(&fleet[0]) && is_virtual(&fleet[99]));
+        assert_eq!(fleet[7].id, "42-v7");
+        let mut ids: Vec<&str> = fleet.iter().map(|s| s.id.as_str()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 100);
+        for station in &fleet[1..] {
+            let dy = (station.position.lat - 43.6) * METRES_PER_DEGREE;
+            let dx = (station.position.lon - 1.43) * METRES_PER_DEGREE * 43.6f64.to_radians().cos();
+            let distance = (dx * dx + dy * dy).sqrt();
+            assert!(distance > 1.0 && distance <= FLEET_RADIUS_M + 1.0, "{distance} m");
+            assert!(station.attributes.contains(&("lcz".into(), "2".into())));
+        }
+        assert_eq!(multiply(&stations, 1), stations);
+        assert_eq!(multiply(&stations, 0), stations);
+    }
 
     #[test]
     fn attributes_of_any_json_type_become_text() {

@@ -496,6 +496,11 @@ impl SensorModelSupervisor {
         &self.sensors
     }
 
+    /// The stations given to `init`.
+    pub fn stations(&self) -> &[Station] {
+        &self.stations
+    }
+
     pub fn stats(&self) -> &PluginStats {
         &self.stats
     }

@@ -8,6 +8,7 @@
 mod avg_quartier;
 mod cli;
 mod databases;
+mod fleet;
 mod historian;
 mod mqtt_pipeline;
 mod sandbox;
