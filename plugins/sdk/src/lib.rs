@@ -60,9 +60,14 @@
 //! repository builds every plugin) and run with `host run --plugin heat_alert.wasm`.
 //!
 //! The export macros expand to nothing on other targets, so a plugin crate also compiles natively
-//! for tests and benchmarks; the host functions ([`log`], [`now`], [`random`]) exist only inside
-//! the host and must not be called from native tests.
+//! for tests and benchmarks. There the host functions ([`log`], [`now`], [`random`]) are
+//! deterministic, thread-local stand-ins: [`random`] draws from a SplitMix64 generator that
+//! `seed_native_random(seed)` restarts (seed 0 by default), [`now`] returns what
+//! `set_native_now(ms)` set (0 by default) and [`log`] writes to stderr. Those two setters exist
+//! only in native builds; a native test that calls `seed_native_random` first gets the same
+//! numbers on every run.
 
+pub mod calendar;
 mod config;
 mod host;
 mod processor;
@@ -71,6 +76,8 @@ mod types;
 
 pub use config::Config;
 pub use host::{log, now, random, random_f64};
+#[cfg(not(target_arch = "wasm32"))]
+pub use host::{seed_native_random, set_native_now};
 pub use processor::{Output, Processor, Reading};
 pub use sensor_model::{Batch, SensorModel};
 pub use types::{Message, Position, Sensor, Station};
