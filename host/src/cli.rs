@@ -153,6 +153,16 @@ pub struct RunArgs {
     /// Sensors placed around each real station, for load tests (sensor models).
     #[arg(long, value_name = "N")]
     pub fleet: Option<u32>,
+    /// Serve the web map from this folder (web/public) on 127.0.0.1, with MQTT over WebSocket
+    /// from the embedded broker.
+    #[arg(long, value_name = "DIR")]
+    pub web: Option<PathBuf>,
+    /// Port of the web map (a free one if it is taken).
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub web_port: u16,
+    /// With --mqtt: the broker's WebSocket URL the page connects to (ws://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub web_mqtt: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -21,3 +21,4 @@ pub mod replay;
 pub mod sandbox;
 pub mod stations;
 pub mod topic;
+pub mod web;

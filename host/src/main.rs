@@ -71,6 +71,10 @@ fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(to) = &args.to {
         config.runtime.end = Some(to.clone());
     }
+    if args.web.is_some() && config.mqtt.url.is_none() && config.mqtt.embedded_ws_port == 0 {
+        // The page needs MQTT over WebSocket: the embedded broker opens it on 9001 (or a free port).
+        config.mqtt.embedded_ws_port = 9001;
+    }
     if let Some(fleet) = args.fleet {
         for plugin in &mut config.plugins {
             plugin.fleet = fleet;
@@ -107,6 +111,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             None => eprintln!("Connected to {}", pipeline.broker.url()),
         }
+        let _web = match &args.web {
+            Some(root) => Some(serve_map(&args, root, &pipeline, &mqtt.prefix).await?),
+            None => None,
+        };
         for filter in &args.echo {
             garonne::mqtt::echo(&pipeline.broker, filter.clone()).await;
         }
@@ -125,6 +133,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Serves the web map, pointed at the embedded broker's WebSocket listener (or --web-mqtt).
+async fn serve_map(
+    args: &RunArgs,
+    root: &std::path::Path,
+    pipeline: &RunningPipeline,
+    prefix: &str,
+) -> anyhow::Result<garonne::web::WebServer> {
+    let ws = pipeline.embedded.as_ref().and_then(|embedded| embedded.websocket);
+    let mqtt_url = match (&args.web_mqtt, ws) {
+        (Some(url), _) => url.clone(),
+        (None, Some(ws)) => format!("ws://{ws}"),
+        (None, None) => anyhow::bail!(
+            "--web needs the broker's WebSocket address: give --web-mqtt ws://HOST:PORT (or no --mqtt, for the embedded broker)"
+        ),
+    };
+    let config = serde_json::json!({"mqtt_url": mqtt_url, "topic_prefix": prefix}).to_string();
+    let server = garonne::web::serve(root.to_owned(), args.web_port, config).await?;
+    eprintln!("Live map: open http://{}/ in a browser", server.address);
+    Ok(server)
 }
 
 async fn wait_for_stop(duration: Option<f64>) {

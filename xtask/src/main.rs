@@ -93,6 +93,11 @@ fn test(extra: &[String]) -> Result<(), String> {
         &triple,
     ]))?;
     totals.run(cargo().current_dir(root()).args(["test", "--workspace"]).args(extra))?;
+    // The web map end to end: real nginx, Mosquitto and Chromium against the host built above.
+    let web = root().join("web");
+    run(npm()?.current_dir(&web).args(["ci", "--no-audit", "--no-fund"]))?;
+    let host = root().join("target/debug/host");
+    totals.run(npm()?.current_dir(&web).arg("test").env("HOST_BIN", host))?;
     // One closing line for the whole suite, as CI and humans read it.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     Ok(())
@@ -123,8 +128,17 @@ impl Totals {
         if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
     }
 
-    /// Reads `test result: ok. 3 passed; 0 failed; ...`.
+    /// Reads `test result: ok. 3 passed; 0 failed; ...` (cargo) and `17 passed, 0 failed` (the
+    /// web map's end-to-end test).
     fn count(&mut self, line: &str) {
+        if let Some((passed, failed)) = line.trim().split_once(" passed, ")
+            && let (Ok(passed), Some(Ok(failed))) =
+                (passed.parse::<u64>(), failed.strip_suffix(" failed").map(str::parse::<u64>))
+        {
+            self.passed += passed;
+            self.failed += failed;
+            return;
+        }
         let Some(rest) = line.strip_prefix("test result: ") else { return };
         for part in rest.split(';') {
             let words: Vec<&str> = part.split_whitespace().collect();
@@ -144,10 +158,32 @@ fn demo(extra: &[String]) -> Result<(), String> {
     let mut command = cargo();
     command.current_dir(root());
     command.args(["run", "--quiet", "--bin", "host", "--", "run", "--config", "pipelines/demo.toml"]);
+    // The live map, when npm can install its two libraries (once; they are served locally).
+    let web = root().join("web");
+    let assets = web.join("public/vendor");
+    if !assets.exists() {
+        match npm() {
+            Ok(mut npm) => {
+                if let Err(error) = run(npm.current_dir(&web).args(["ci", "--no-audit", "--no-fund"])) {
+                    eprintln!("xtask: the web map is not available ({error}); running without it");
+                }
+            }
+            Err(error) => eprintln!("xtask: {error}; running without the web map"),
+        }
+    }
+    if assets.exists() {
+        command.args(["--web", "web/public"]);
+    }
     if !extra.iter().any(|arg| arg.starts_with("--echo")) {
         command.args(["--echo", "toulouse/quartiers/+/temperature"]);
     }
     run(command.args(extra))
+}
+
+/// npm, for the web map's libraries and its end-to-end test.
+fn npm() -> Result<Command, String> {
+    let found = Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found { Ok(Command::new("npm")) } else { Err("npm is not installed (apt-get install npm)".into()) }
 }
 
 fn lint() -> Result<(), String> {

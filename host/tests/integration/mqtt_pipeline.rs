@@ -279,6 +279,7 @@ async fn a_chain_of_processors_filters_averages_and_alerts_in_one_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_pipeline_of_the_readme_runs_and_publishes_quartier_averages() {
+    // The same file `cargo xtask demo` runs.
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/demo.toml");
     let mut config = PipelineConfig::load(&path).expect("demo.toml loads");
     config.validate().expect("demo.toml is valid");
@@ -296,6 +297,6 @@ async fn the_demo_pipeline_of_the_readme_runs_and_publishes_quartier_averages() 
         assert!((-10.0..40.0).contains(&value), "{topic}: {json}");
     }
     let counters = running.stop().await;
-    assert_eq!(counters.len(), 5, "{counters:?}");
+    assert_eq!(counters.len(), 7, "three sensor models and four processors: {counters:?}");
     assert!(counters.values().all(|c| c.failures() == 0), "{counters:?}");
 }

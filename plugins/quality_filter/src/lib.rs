@@ -10,6 +10,9 @@
 //!   temperature, humidity, pressure, rain, wind, gusts and the air pollutants);
 //! - `frozen_count`: this many identical values in a row from one sensor mark it frozen
 //!   (default 12, i.e. three hours of quarter-hourly readings; 0 turns the check off);
+//! - `frozen_kinds`: the kinds checked for it, comma-separated (default `temperature`: rain
+//!   stays at 0 for days, bike counts at night, and whole-percent humidity or pressure in
+//!   steps of 100 Pa can repeat for hours, as the real feed shows);
 //! - `action`: `drop` (default) publishes accepted readings only; `flag` publishes every reading
 //!   with a `quality` tag.
 //!
@@ -27,8 +30,8 @@ const DEFAULT_RANGES: [(&str, f64, f64); 10] = [
     ("humidity", 1.0, 100.0),          // %; 0 % does not happen outdoors
     ("pressure", 95_000.0, 105_000.0), // Pa at 100–300 m of altitude
     ("rain", 0.0, 200.0),              // mm per reading
-    ("wind", 0.0, 200.0),              // km/h
-    ("gust", 0.0, 250.0),              // km/h
+    ("wind_speed", 0.0, 200.0),        // km/h
+    ("wind_gust", 0.0, 250.0),         // km/h
     ("no2", 0.0, 1_000.0),             // µg/m³
     ("pm10", 0.0, 1_000.0),
     ("pm2_5", 0.0, 1_000.0),
@@ -44,6 +47,8 @@ struct QualityFilter {
     #[serde(skip)]
     frozen_count: u32,
     #[serde(skip)]
+    frozen_kinds: Vec<String>,
+    #[serde(skip)]
     flag_only: bool,
 }
 
@@ -52,6 +57,9 @@ impl Processor for QualityFilter {
         self.ranges = DEFAULT_RANGES.iter().map(|&(kind, min, max)| (kind.to_owned(), (min, max))).collect();
         for (key, _) in config.pairs() {
             let Some((bound, kind)) = key.split_once('.') else { continue };
+            if !matches!(bound, "min" | "max") {
+                return Err(format!("unknown config key `{key}`: use min.KIND or max.KIND"));
+            }
             let value = config.get_f64(key)?.unwrap_or(f64::NAN);
             let range = self.ranges.entry(kind.to_owned()).or_insert((f64::NEG_INFINITY, f64::INFINITY));
             match bound {
@@ -61,6 +69,8 @@ impl Processor for QualityFilter {
             }
         }
         self.frozen_count = u32::try_from(config.u64_or("frozen_count", 12)?).unwrap_or(u32::MAX);
+        let kinds = config.str_or("frozen_kinds", "temperature");
+        self.frozen_kinds = kinds.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
         self.flag_only = match config.str_or("action", "drop") {
             "drop" => false,
             "flag" => true,
@@ -91,7 +101,8 @@ impl QualityFilter {
     /// Why a reading is not to be trusted, if it is not.
     fn problem(&mut self, reading: &Reading<'_>) -> Option<String> {
         let value = reading.value();
-        let frozen = self.count_repeats(reading.sensor_index(), value);
+        let checked = self.frozen_kinds.iter().any(|k| *k == reading.sensor().kind);
+        let frozen = checked && self.count_repeats(reading.sensor_index(), value);
         if let Some(&(min, max)) = self.ranges.get(&reading.sensor().kind)
             && !(min..=max).contains(&value)
         {
