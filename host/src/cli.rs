@@ -84,6 +84,10 @@ pub struct HistorianArgs {
     /// The longest a point waits for its batch, in ms.
     #[arg(long)]
     pub linger_ms: Option<u64>,
+    /// Send batches uncompressed (gzip saves bandwidth to a remote database, costs CPU on a
+    /// local one).
+    #[arg(long)]
+    pub no_gzip: bool,
     /// Write as soon as the input pauses this long, in ms (0: only on size or linger).
     #[arg(long)]
     pub idle_flush_ms: Option<u64>,

@@ -234,6 +234,7 @@ fn historian_config(args: &HistorianArgs) -> anyhow::Result<(PipelineConfig, His
     historian.batch_size = args.batch_size.unwrap_or(historian.batch_size);
     historian.linger_ms = args.linger_ms.unwrap_or(historian.linger_ms);
     historian.idle_flush_ms = args.idle_flush_ms.unwrap_or(historian.idle_flush_ms);
+    historian.gzip &= !args.no_gzip;
     historian.client_id = args.client_id.clone().unwrap_or(historian.client_id);
     historian.apply_env(|key| std::env::var(key).ok())?;
     historian.validate()?;

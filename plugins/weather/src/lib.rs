@@ -118,7 +118,7 @@ const KINDS: [(&str, &str); 6] = [
 ];
 
 #[derive(Default, Serialize, Deserialize)]
-struct Weather {
+pub struct Weather {
     /// Time of the previous tick, ms; none before the first.
     last_time: Option<i64>,
     /// City-wide synoptic temperature anomaly, °C.

@@ -1,0 +1,179 @@
+"""Historian throughput: Mosquitto -> host historian -> InfluxDB 1.x, against direct ingest.
+
+Starts Mosquitto and InfluxDB on free loopback ports in a temp folder, then:
+1. direct: posts N points to InfluxDB's /write in batches of BATCH (the ceiling);
+2. historian: publishes the same N readings to Mosquitto (QoS 0 publisher, QoS 1 historian
+   subscription) and times until InfluxDB holds them all, sampling the historian's CPU time
+   and peak memory from /proc.
+Prints one Markdown table row per stage and the ratio.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def http(url, data=None):
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status, response.read()
+
+
+def query(influx, q, db="garonne"):
+    url = f"{influx}/query?db={db}&epoch=ms&q={urllib.parse.quote(q)}"
+    return json.loads(http(url, b"")[1])
+
+
+def count(influx, db):
+    result = query(influx, "SELECT count(value) FROM sensors", db)
+    series = result["results"][0].get("series")
+    return series[0]["values"][0][1] if series else 0
+
+
+def reading(i):
+    return {"sensor_id": f"station-{i % 1000}", "kind": "temperature", "value": (i % 400) / 10,
+            "unit": "°C", "ts": T0 + (i // 1000) * 1000, "lat": 43.6, "lon": 1.44,
+            "tags": {"station_name": f"station {i % 1000}"}}
+
+
+def line(i):
+    r = reading(i)
+    return (f"sensors,kind=temperature,sensor_id={r['sensor_id']},station_name=station\\ {i % 1000},unit=°C "
+            f"value={r['value']},lat=43.6,lon=1.44 {r['ts']}")
+
+
+def proc_stats(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith("VmHWM:"):
+                peak = int(l.split()[1]) // 1024
+    return cpu, peak
+
+
+def main():
+    host, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    extra = sys.argv[4:]
+    work = tempfile.mkdtemp(prefix="garonne-bench-")
+    os.chmod(work, 0o777)
+    mqtt_port, influx_port, rpc_port = free_port(), free_port(), free_port()
+    with open(f"{work}/mosquitto.conf", "w") as f:
+        f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "max_queued_messages 0\nmax_inflight_messages 10000\nlog_dest stderr\n")
+    with open(f"{work}/influxdb.conf", "w") as f:
+        f.write(f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc_port}"\n'
+                f'[meta]\n  dir = "{work}/meta"\n[data]\n  dir = "{work}/data"\n  wal-dir = "{work}/wal"\n'
+                f'  query-log-enabled = false\n[http]\n  bind-address = "127.0.0.1:{influx_port}"\n'
+                '  log-enabled = false\n[monitor]\n  store-enabled = false\n')
+    servers = [
+        subprocess.Popen(["mosquitto", "-c", f"{work}/mosquitto.conf"], stderr=subprocess.DEVNULL),
+        subprocess.Popen(["influxd", "-config", f"{work}/influxdb.conf"], stderr=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL),
+    ]
+    historian = None
+    try:
+        wait_port(mqtt_port)
+        wait_port(influx_port)
+        influx = f"http://127.0.0.1:{influx_port}"
+        for db in ("direct", "garonne"):
+            for _ in range(100):
+                try:
+                    query(influx, f"CREATE DATABASE {db}")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+        # 1. Direct ingest, same lines, same batch size.
+        lines = [line(i) for i in range(n)]
+        started = time.perf_counter()
+        for k in range(0, n, batch):
+            body = ("\n".join(lines[k:k + batch]) + "\n").encode()
+            http(f"{influx}/write?db=direct&precision=ms", body)
+        direct_s = time.perf_counter() - started
+        assert count(influx, "direct") == n, "direct ingest lost points"
+
+        # 2. The broker alone: the same messages to a plain QoS 1 subscriber (mosquitto_sub).
+        payloads = "\n".join(json.dumps(reading(i)) for i in range(n)) + "\n"
+        subscriber = subprocess.Popen(
+            ["mosquitto_sub", "-p", str(mqtt_port), "-q", "1", "-t", "bench/#", "-C", str(n)],
+            stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        started = time.perf_counter()
+        subprocess.run(["mosquitto_pub", "-p", str(mqtt_port), "-q", "0", "-t", "bench/broker", "-l"],
+                       input=payloads.encode(), check=True)
+        subscriber.wait(timeout=600)
+        broker_s = time.perf_counter() - started
+
+        # 3. Through Mosquitto and the historian.
+        historian = subprocess.Popen(
+            [host, "historian", "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--influx-url", influx,
+             "--database", "garonne", "--batch-size", str(batch), "--spool-dir", f"{work}/spool",
+             "--client-id", "bench-historian", *extra],
+            stderr=open(f"{work}/historian.log", "w"))
+        deadline = time.time() + 30
+        while b"historian connected" not in open(f"{work}/historian.log", "rb").read():
+            if time.time() > deadline:
+                raise SystemExit("the historian did not connect")
+            time.sleep(0.05)
+        time.sleep(0.5)  # its SUBSCRIBE
+        cpu_before, _ = proc_stats(historian.pid)
+        started = time.perf_counter()
+        subprocess.run(["mosquitto_pub", "-p", str(mqtt_port), "-q", "0", "-t", "toulouse/sensors/temperature/bench",
+                        "-l"], input=payloads.encode(), check=True)
+        stored = 0
+        while stored < n and time.perf_counter() - started < 600:
+            time.sleep(0.2)
+            stored = count(influx, "garonne")
+        historian_s = time.perf_counter() - started
+        cpu_after, peak_mib = proc_stats(historian.pid)
+        assert stored == n, f"the historian stored {stored} of {n}"
+
+        direct_rate, historian_rate = n / direct_s, n / historian_s
+        cpu_share = (cpu_after - cpu_before) / historian_s
+        print(f"{n} points, batches of {batch}, historian flags: {' '.join(extra) or 'none'}")
+        print("| stage | points/s | historian CPU | historian peak memory |")
+        print("|---|---|---|---|")
+        print(f"| InfluxDB direct ingest (/write, same lines) | {direct_rate:,.0f} | | |")
+        print(f"| Mosquitto alone (mosquitto_pub QoS 0 -> mosquitto_sub QoS 1) | {n / broker_s:,.0f} | | |")
+        print(f"| Mosquitto -> host historian -> InfluxDB | {historian_rate:,.0f} | "
+              f"{cpu_share * 100:.0f} % of a core | {peak_mib} MiB |")
+        print(f"historian / direct = {historian_rate / direct_rate:.2f}; "
+              f"historian / broker = {historian_rate * broker_s / n:.2f}; all {n} points stored")
+    finally:
+        for process in ([historian] if historian else []) + servers:
+            process.terminate()
+            process.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
