@@ -23,7 +23,7 @@ fn station_ids() -> BTreeSet<String> {
 }
 
 fn interval_pipeline(url: String, fleet: u32) -> PipelineConfig {
-    let mut model = PluginConfig::from_path(plugin("synthetic"));
+    let mut model = PluginConfig::from_path(plugin("weather"));
     model.stations = Some(meteo_stations());
     model.interval_s = 900.0;
     model.fleet = fleet;
@@ -47,9 +47,9 @@ async fn a_fixed_interval_runs_every_tick_once_for_every_station_and_then_finish
         .await
         .expect("the models reach --to");
     let stations = station_ids();
-    // 00:00 to 06:00 every 15 minutes: 25 ticks; 3 sensors per station (1 real, 2 virtual),
-    // temperature and humidity each.
-    let expected = 25 * stations.len() * 3 * 2;
+    // 00:00 to 06:00 every 15 minutes: 25 ticks; 3 stations per real one (1 real, 2 virtual);
+    // six kinds at the 61 full stations (ISS), two at the 16 others (TH).
+    let expected = 25 * 3 * (61 * 6 + 16 * 2);
     let messages = client.collect_json(expected + stations.len(), Duration::from_secs(60), |_, _| true).await;
     pipeline.stop().await;
 
@@ -85,7 +85,7 @@ async fn a_fixed_interval_runs_every_tick_once_for_every_station_and_then_finish
     // The open data's position, as published by Toulouse Métropole.
     assert_eq!(compans["lat"], 43.61245993, "{compans}");
     assert_eq!(compans["lon"], 1.431863473, "{compans}");
-    assert_eq!(compans["sensors"].as_array().map(Vec::len), Some(2), "{compans}");
+    assert_eq!(compans["sensors"].as_array().map(Vec::len), Some(6), "{compans}");
     assert_eq!(compans["attributes"]["type"], "ISS");
 }
 
@@ -105,8 +105,10 @@ fn simulate(model: &str, seed: u64) -> String {
 
 #[test]
 fn the_same_seed_gives_the_same_readings_byte_for_byte_and_another_seed_differs() {
-    let first = simulate("synthetic", 7);
-    assert_eq!(first.lines().count(), 25 * station_ids().len() * 2);
-    assert_eq!(first, simulate("synthetic", 7));
-    assert_ne!(first, simulate("synthetic", 8));
+    for model in ["weather", "synthetic"] {
+        let first = simulate(model, 7);
+        assert!(first.lines().count() >= 25 * station_ids().len() * 2, "{model}");
+        assert_eq!(first, simulate(model, 7), "{model}: same seed");
+        assert_ne!(first, simulate(model, 8), "{model}: another seed");
+    }
 }
