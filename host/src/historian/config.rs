@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [historian]
-//! topics = ["toulouse/sensors/#", "toulouse/quartiers/#", "toulouse/alerts/#"]
+//! topics = ["toulouse/sensors/#", "toulouse/quartiers/#", "toulouse/alerts/#", "garonne/status/#"]
 //! batch_size = 5000          # points per write, InfluxDB's own advice
 //! linger_ms = 1000           # the longest a point waits for its batch to fill
 //! spool_dir = "/var/lib/garonne/spool"
@@ -23,7 +23,8 @@ use super::HistorianError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistorianConfig {
-    /// Topic filters to store (default: readings, per-quartier aggregates and alerts).
+    /// Topic filters to store (default: readings, per-quartier aggregates, alerts, and the
+    /// hosts' status, stored as metrics).
     pub topics: Vec<String>,
     /// MQTT client id: keep it stable, the broker keeps the session (and what arrives while
     /// the historian is down) under it.
@@ -131,7 +132,10 @@ impl HistorianConfig {
     /// The topics, with the defaults under `prefix` when none are given.
     pub fn topics(&self, prefix: &str) -> Vec<String> {
         if self.topics.is_empty() {
-            ["sensors", "quartiers", "alerts"].iter().map(|s| format!("{prefix}/{s}/#")).collect()
+            let mut topics: Vec<String> =
+                ["sensors", "quartiers", "alerts"].iter().map(|s| format!("{prefix}/{s}/#")).collect();
+            topics.push("garonne/status/#".into());
+            topics
         } else {
             self.topics.clone()
         }
@@ -196,6 +200,9 @@ mod tests {
     #[test]
     fn default_topics_follow_the_prefix() {
         let config = HistorianConfig::default();
-        assert_eq!(config.topics("city"), vec!["city/sensors/#", "city/quartiers/#", "city/alerts/#"]);
+        assert_eq!(
+            config.topics("city"),
+            vec!["city/sensors/#", "city/quartiers/#", "city/alerts/#", "garonne/status/#"]
+        );
     }
 }

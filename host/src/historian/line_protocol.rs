@@ -61,6 +61,50 @@ impl Mapping {
     }
 }
 
+/// The points of a host's or a historian's status message (`garonne/status/{instance}`), so
+/// that dashboards can chart them: `garonne_host` (readings in, decode errors),
+/// `garonne_plugin` (per plugin: calls, readings, messages, failures by cause, restarts, dead
+/// letters), `garonne_historian` (received, written, retried, spooled, rejected, ...). Every
+/// number becomes a float field; the time is `now`, as a status carries none. None: not a
+/// status this knows.
+pub fn status_lines(topic: &str, status: &serde_json::Value, now: i64) -> Option<Vec<String>> {
+    let instance = topic.strip_prefix("garonne/status/")?;
+    let mut lines = Vec::new();
+    let mut push = |measurement: &str, tags: &[(&str, &str)], object: &serde_json::Value| {
+        let mut line = String::from(measurement);
+        for (key, value) in tags {
+            line.push(',');
+            line.push_str(key);
+            line.push('=');
+            escape_into(&mut line, value, &[',', '=', ' ']);
+        }
+        let numbers = object.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k, v.as_f64()?)));
+        let mut separator = ' ';
+        for (key, value) in numbers {
+            line.push(separator);
+            separator = ',';
+            escape_into(&mut line, key, &[',', '=', ' ']);
+            line.push('=');
+            push_float(&mut line, value);
+        }
+        if separator == ',' {
+            let _ = write!(line, " {now}");
+            lines.push(line);
+        }
+    };
+    if let Some(plugins) = status.get("plugins").and_then(|p| p.as_object()) {
+        push("garonne_host", &[("instance", instance)], status);
+        for (plugin, counters) in plugins {
+            push("garonne_plugin", &[("instance", instance), ("plugin", plugin)], counters);
+        }
+    } else if status.get("role").and_then(|r| r.as_str()) == Some("historian") {
+        push("garonne_historian", &[("instance", instance)], status);
+    } else {
+        return None;
+    }
+    Some(lines)
+}
+
 /// `sensors` for `toulouse/sensors/temperature/42` under prefix `toulouse`.
 fn stream_of<'t>(topic: &'t str, prefix: &str) -> &'t str {
     let rest = topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')).unwrap_or(topic);
@@ -139,6 +183,25 @@ mod tests {
         assert!(line.starts_with("garonne_temperature,"), "{line}");
         let line = mapping("{stream}").line("elsewhere/alerts/no2", &payload());
         assert!(line.starts_with("elsewhere,"), "{line}");
+    }
+
+    #[test]
+    fn host_and_historian_statuses_become_metric_points() {
+        let host = serde_json::json!({"state": "online", "readings_in": 10, "decode_errors": 1,
+            "plugins": {"avg quartier": {"calls": 3, "restarts": 0}}});
+        let lines = status_lines("garonne/status/host-1", &host, 5).expect("a host status");
+        assert_eq!(
+            lines,
+            [
+                "garonne_host,instance=host-1 decode_errors=1.0,readings_in=10.0 5",
+                "garonne_plugin,instance=host-1,plugin=avg\\ quartier calls=3.0,restarts=0.0 5"
+            ]
+        );
+        let historian = serde_json::json!({"role": "historian", "state": "online", "written": 7});
+        let lines = status_lines("garonne/status/h", &historian, 5).expect("a historian status");
+        assert_eq!(lines, ["garonne_historian,instance=h written=7.0 5"]);
+        assert_eq!(status_lines("garonne/status/x", &serde_json::json!({"state": "offline"}), 5), None);
+        assert_eq!(status_lines("toulouse/sensors/t/1", &host, 5), None);
     }
 
     #[test]

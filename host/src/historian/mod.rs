@@ -116,7 +116,8 @@ impl Metrics {
 
 /// A point and the message it came from, acknowledged once the point is safe.
 struct Pending {
-    line: String,
+    /// One point, or several for a status message.
+    lines: Vec<String>,
     publish: Publish,
     /// The connection it arrived on: an acknowledgement on a later connection would name a
     /// packet id the broker may have given to another message since.
@@ -322,19 +323,30 @@ impl Input {
         }
     }
 
+    /// The points of a message: a reading, aggregate or alert, or a host's status.
+    fn points(&self, publish: &Publish) -> Result<Vec<String>, String> {
+        if publish.topic.starts_with("garonne/status/") {
+            let status: serde_json::Value =
+                serde_json::from_slice(&publish.payload).map_err(|e| format!("status is not JSON: {e}"))?;
+            let now = crate::clock::wall_clock_millis();
+            return Ok(line_protocol::status_lines(&publish.topic, &status, now).unwrap_or_default());
+        }
+        let payload = Payload::decode(&publish.payload, self.max_payload).map_err(|e| e.to_string())?;
+        Ok(vec![self.mapping.line(&publish.topic, &payload)])
+    }
+
     async fn take(&self, publish: Publish) {
-        match Payload::decode(&publish.payload, self.max_payload) {
-            Ok(payload) => {
-                let line = self.mapping.line(&publish.topic, &payload);
+        match self.points(&publish) {
+            Ok(lines) => {
                 Metrics::add(&self.metrics.received, 1);
                 let connection = self.connection.load(Ordering::SeqCst);
-                let _ = self.queue.send(Item::Point(Pending { line, publish, connection })).await;
+                let _ = self.queue.send(Item::Point(Pending { lines, publish, connection })).await;
             }
             Err(error) => {
                 Metrics::add(&self.metrics.dead_letters, 1);
                 tracing::warn!(topic = publish.topic, "message not stored: {error}");
                 let shown = String::from_utf8_lossy(&publish.payload[..publish.payload.len().min(1024)]);
-                let body = json!({"topic": publish.topic, "reason": error.to_string(), "payload": shown});
+                let body = json!({"topic": publish.topic, "reason": error, "payload": shown});
                 let _ = self.client.try_publish(
                     topic::dead_letter("historian"),
                     QoS::AtLeastOnce,
@@ -411,7 +423,10 @@ impl Writer {
 
     /// Writes a batch (or spools it), then acknowledges its messages.
     async fn deliver(&mut self, batch: Vec<Pending>) {
-        let lines: Vec<String> = batch.iter().map(|p| p.line.clone()).collect();
+        let lines: Vec<String> = batch.iter().flat_map(|p| p.lines.iter().cloned()).collect();
+        if lines.is_empty() {
+            return self.acknowledge(batch).await;
+        }
         // While older batches wait in the spool, new ones queue behind them, in order.
         let direct = self.spool.is_empty();
         if direct {
