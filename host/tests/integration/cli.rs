@@ -1,5 +1,6 @@
 //! The `host` binary as a user meets it.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use crate::support::{Mosquitto, TestClient, plugin, reading, temp_dir};
@@ -247,4 +248,30 @@ async fn a_recording_of_a_live_broker_replays_through_plugin_test() {
         .collect();
     sensors.sort();
     assert_eq!(sensors, ["r1", "r2", "r3"]);
+}
+
+#[test]
+fn the_demo_stores_its_streams_with_the_historian_in_line_protocol_files() {
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/demo.toml");
+    let folder = temp_dir("demo-run");
+    let output = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--config", demo.to_str().expect("utf-8"), "--speed", "3000", "--duration", "12"])
+        .current_dir(&folder)
+        .env("XDG_CACHE_HOME", temp_dir("cli-cache"))
+        .env("XDG_STATE_HOME", folder.join("state"))
+        .output()
+        .expect("cannot run the host binary");
+    let log = text(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("no InfluxDB configured"), "the demo says where the points go:\n{log}");
+    let files: Vec<PathBuf> = std::fs::read_dir(folder.join("garonne-history"))
+        .expect("the demo writes garonne-history/")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let points = std::fs::read_to_string(&files[0]).expect("read");
+    for measurement in ["sensors,", "quartiers,"] {
+        assert!(points.lines().any(|l| l.starts_with(measurement)), "no {measurement} point in\n{points}");
+    }
 }
