@@ -579,6 +579,65 @@ async function main() {
   }
 }
 
+// The demo's way: `host run --web web/public` with the embedded broker, no nginx and no
+// Mosquitto. The page must find the embedded broker's WebSocket listener through the
+// config.json the host serves, and show live averages.
+function withoutBrokerUrl(env) {
+  delete env.GARONNE_MQTT_URL;
+  return env;
+}
+
+async function demoScenario() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'garonne-web-demo-'));
+  const ports = { mqtt: await freePort(), ws: await freePort(), http: await freePort() };
+  const pipeline = path.join(tmp, 'pipeline.toml');
+  // The same pipeline as above, on the embedded broker's free port.
+  const text = fs.readFileSync(path.join(here, 'pipeline.toml'), 'utf8').replaceAll('../../', `${repo}/`);
+  fs.writeFileSync(pipeline, `${text}\n`);
+  let browser;
+  try {
+    const host = startProcess('demo-host', HOST_BIN, ['run', '--config', pipeline, '--web', path.join(web, 'public'), '--web-port', String(ports.http), '--ws-port', String(ports.ws)], {
+      logDir: tmp,
+      env: withoutBrokerUrl({ ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' }),
+    });
+    const address = await until(
+      'the host to print the map address',
+      () => {
+        if (host.exitCode !== null) throw new Error(`host exited: ${tail(host.logFile, 8)}`);
+        const match = fs.readFileSync(host.logFile, 'utf8').match(/Live map: open (http:\/\/[^\s]+)/);
+        return match ? match[1] : null;
+      },
+      T_START,
+    );
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      timeout: 60_000,
+    });
+    const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+    const errors = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(e.message));
+    await check('demo: host run --web serves the map, live over the embedded broker', async () => {
+      const res = await page.goto(address, { waitUntil: 'load', timeout: 60_000 });
+      if (!res.ok()) throw new Error(`HTTP ${res.status()}`);
+      await page.waitForFunction(() => document.getElementById('conn-text').textContent === 'connected', null, { timeout: T_DATA });
+      await page.waitForFunction(() => document.querySelectorAll('path.quartier:not(.q-nodata)').length >= 15, null, { timeout: T_DATA });
+      const url = await page.evaluate(() => window.garonne.config.mqttUrl);
+      if (!url.includes(`:${ports.ws}`)) throw new Error(`the page connected to ${url}, not the embedded broker's WebSocket`);
+      if (errors.length) throw new Error(errors.join(' | '));
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'demo-map.png') });
+      return `${address} → ${url}`;
+    });
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    await Promise.all([...children].map((c) => stopProcess(c)));
+    if (results.some((r) => !r.ok)) console.log(`----- last lines of demo-host.log -----\n${tail(path.join(tmp, 'demo-host.log'))}`);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, async () => {
@@ -590,16 +649,21 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 const watchdog = setTimeout(() => {
-  console.log('FAIL  whole test — over 170 s: stopping');
+  console.log('FAIL  whole test — over 230 s: stopping');
   for (const c of children) c.kill('SIGKILL');
   process.exit(1);
-}, 170_000);
+}, 230_000);
 watchdog.unref();
 
 try {
   await main();
 } catch (e) {
   record('setup', false, e.message);
+}
+try {
+  await demoScenario();
+} catch (e) {
+  record('demo scenario', false, e.message);
 }
 const failed = results.filter((r) => !r.ok).length;
 console.log(`\n${results.length - failed} passed, ${failed} failed`);
