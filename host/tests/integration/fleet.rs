@@ -87,6 +87,26 @@ async fn a_fixed_interval_runs_every_tick_once_for_every_station_and_then_finish
     assert_eq!(compans["lon"], 1.431863473, "{compans}");
     assert_eq!(compans["sensors"].as_array().map(Vec::len), Some(6), "{compans}");
     assert_eq!(compans["attributes"]["type"], "ISS");
+    // Every message has what the documented schema requires, with the documented types.
+    let schema_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/station-metadata.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("JSON");
+    for (id, message) in &metadata {
+        for key in schema["required"].as_array().expect("required") {
+            let key = key.as_str().expect("a key");
+            let wanted = schema["properties"][key]["type"].as_str().expect("a type");
+            let ok = match wanted {
+                "string" => message[key].is_string(),
+                "number" => message[key].is_number(),
+                "array" => message[key].is_array(),
+                "object" => message[key].is_object(),
+                other => panic!("type {other} not checked here"),
+            };
+            assert!(ok, "{id}: `{key}` should be a {wanted}: {message}");
+        }
+        let attributes = message["attributes"].as_object().expect("attributes");
+        assert!(attributes.values().all(Value::is_string), "{id}: attributes are text");
+    }
 }
 
 fn simulate(model: &str, seed: u64) -> String {
