@@ -154,6 +154,10 @@ pub struct RunArgs {
     /// the host stops.
     #[arg(long, value_name = "TIME", requires = "from")]
     pub to: Option<String>,
+    /// Hot swap: when a processor's .wasm file is rebuilt, load it and hand it the running
+    /// build's state, between two batches (a build that fails to load leaves the old one).
+    #[arg(long)]
+    pub watch: bool,
     /// Sensors placed around each real station, for load tests (sensor models).
     #[arg(long, value_name = "N")]
     pub fleet: Option<u32>,

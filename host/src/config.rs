@@ -103,6 +103,9 @@ pub struct RuntimeConfig {
     pub batch_max: usize,
     /// Calls between two snapshots of a processor's state.
     pub checkpoint_every: usize,
+    /// Hot swap: when a processor's `.wasm` file changes, load the new build and hand it the
+    /// running one's state, between two batches.
+    pub watch: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -116,6 +119,7 @@ impl Default for RuntimeConfig {
             tick_ms: 1_000,
             batch_max: 1_000,
             checkpoint_every: 16,
+            watch: false,
         }
     }
 }

@@ -75,6 +75,7 @@ fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
         // The page needs MQTT over WebSocket: the embedded broker opens it on 9001 (or a free port).
         config.mqtt.embedded_ws_port = 9001;
     }
+    config.runtime.watch |= args.watch;
     if let Some(fleet) = args.fleet {
         for plugin in &mut config.plugins {
             plugin.fleet = fleet;

@@ -28,8 +28,8 @@ use crate::config::{ConfigError, PipelineConfig, PluginConfig};
 use crate::mqtt::{self, BrokerAddress, MqttError};
 use crate::payload::{self, Payload};
 use crate::sandbox::{
-    CallError, DeadLetter, LoadError, Message, Outcome, PluginEngine, PluginStats, ProcessorSupervisor,
-    SensorModelSupervisor, World,
+    CallError, DeadLetter, LoadError, LoadedPlugin, Message, Outcome, PluginEngine, PluginStats,
+    ProcessorSupervisor, SensorModelSupervisor, World,
 };
 use crate::stations::{self, StationsError};
 use crate::topic;
@@ -105,6 +105,8 @@ impl StatsBoard {
 enum Work {
     Reading(Payload),
     Tick(i64),
+    /// A new build of the plugin (hot swap), taken between two batches.
+    Swap(Arc<LoadedPlugin>),
     Stop,
 }
 
@@ -184,9 +186,14 @@ pub struct RunningPipeline {
     status_topic: String,
     /// Sensor models done with a fixed interval, and how many there are.
     models_finished: Option<(watch::Receiver<usize>, usize)>,
+    /// Kept alive for the run: its epoch ticker is what interrupts a plugin past its deadline.
+    _engine: Arc<PluginEngine>,
 }
 
 struct StartedPlugins {
+    /// Kept for the whole run: its epoch ticker enforces every CPU deadline, and hot swaps
+    /// compile with it.
+    engine: Arc<PluginEngine>,
     processors: Vec<(ProcessorSupervisor, Vec<String>)>,
     models: Vec<(SensorModelSupervisor, f64)>,
 }
@@ -257,6 +264,7 @@ impl RunningPipeline {
             out_client: out_client.clone(),
             status_topic: status_topic.clone(),
             models_finished: None,
+            _engine: plugins.engine.clone(),
         };
         let status = json!({"state": "online"}).to_string();
         pipeline.tasks.push(tokio::spawn(drive_output(
@@ -268,8 +276,19 @@ impl RunningPipeline {
         )));
 
         let mut routes = Vec::new();
+        let mut watched = Vec::new();
         for (supervisor, inputs) in plugins.processors {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            if config.runtime.watch {
+                let plugin = config.plugins.iter().find(|p| p.name() == supervisor.name());
+                if let Some(plugin) = plugin {
+                    watched.push(Watched {
+                        name: plugin.name(),
+                        path: plugin.path.clone(),
+                        queue: tx.clone(),
+                    });
+                }
+            }
             let worker =
                 spawn_processor(supervisor, rx, publisher.clone(), config.runtime.batch_max, stats.clone())?;
             pipeline.workers.push(worker);
@@ -319,6 +338,9 @@ impl RunningPipeline {
             Duration::from_millis(config.runtime.tick_ms),
         )));
         pipeline.tasks.push(tokio::spawn(report_status(stats, out_client, status_topic)));
+        if !watched.is_empty() {
+            pipeline.tasks.push(tokio::spawn(watch_builds(plugins.engine.clone(), watched)));
+        }
         Ok(pipeline)
     }
 
@@ -416,8 +438,8 @@ fn virtual_clock(config: &PipelineConfig) -> Result<(VirtualClock, Option<i64>),
 
 fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<StartedPlugins, PipelineError> {
     let cache_dir = config.runtime.cache_dir.clone().or_else(default_cache_dir);
-    let engine = PluginEngine::new(cache_dir.as_deref())?;
-    let mut started = StartedPlugins { processors: Vec::new(), models: Vec::new() };
+    let engine = Arc::new(PluginEngine::new(cache_dir.as_deref())?);
+    let mut started = StartedPlugins { engine: engine.clone(), processors: Vec::new(), models: Vec::new() };
     for plugin_config in &config.plugins {
         let mut loaded = engine.load(&plugin_config.path)?;
         loaded.info.name = plugin_config.name();
@@ -628,20 +650,17 @@ fn spawn_processor(
         .spawn(move || {
             let mut batch = Vec::with_capacity(batch_max);
             while let Some(first) = queue.blocking_recv() {
-                let (mut tick, mut stop) = (None, false);
-                let mut take = |work: Work, batch: &mut Vec<Payload>| match work {
-                    Work::Reading(reading) => batch.push(reading),
-                    Work::Tick(now) => tick = Some(now),
-                    Work::Stop => stop = true,
-                };
-                take(first, &mut batch);
-                // Natural batching: whatever queued up while the last call ran goes in the next.
-                while batch.len() < batch_max {
+                let mut next = Next::default();
+                next.take(first, &mut batch);
+                // Natural batching: whatever queued up while the last call ran goes in the next;
+                // a new build takes over after the readings queued before it.
+                while batch.len() < batch_max && next.swap.is_none() {
                     match queue.try_recv() {
-                        Ok(work) => take(work, &mut batch),
+                        Ok(work) => next.take(work, &mut batch),
                         Err(_) => break,
                     }
                 }
+                let Next { tick, swap, stop } = next;
                 if !batch.is_empty() {
                     let outcome = supervisor.on_readings(&batch);
                     publisher.outcome(&name, outcome);
@@ -649,6 +668,10 @@ fn spawn_processor(
                 }
                 if let Some(now) = tick {
                     publisher.outcome(&name, supervisor.on_tick(now));
+                }
+                if let Some(plugin) = swap {
+                    // Logged and counted by the supervisor; the old build goes on if it fails.
+                    let _ = supervisor.swap(plugin);
                 }
                 stats.update(&name, supervisor.stats());
                 if stop {
@@ -669,6 +692,25 @@ struct ModelRun {
     stats: Arc<StatsBoard>,
     /// A fixed interval, and this model's place in it.
     fast: Option<(FastRun, usize)>,
+}
+
+/// What a processor worker does after its batch.
+#[derive(Default)]
+struct Next {
+    tick: Option<i64>,
+    swap: Option<Arc<LoadedPlugin>>,
+    stop: bool,
+}
+
+impl Next {
+    fn take(&mut self, work: Work, batch: &mut Vec<Payload>) {
+        match work {
+            Work::Reading(reading) => batch.push(reading),
+            Work::Tick(now) => self.tick = Some(now),
+            Work::Swap(plugin) => self.swap = Some(plugin),
+            Work::Stop => self.stop = true,
+        }
+    }
 }
 
 fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
@@ -710,6 +752,68 @@ fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
             }
         })
         .map_err(PipelineError::Thread)
+}
+
+/// A processor's `.wasm` file, watched for new builds.
+struct Watched {
+    name: String,
+    path: PathBuf,
+    queue: mpsc::Sender<Work>,
+}
+
+/// How often the watched files are looked at. Polling a handful of files costs nothing and
+/// needs no platform notification API.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// The identity of a file version: modification time and size.
+fn version_of(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// Hot swap (`runtime.watch`): when a processor's file changes and then stays the same for one
+/// more look (the build has finished writing it), loads it and hands it to the worker, which
+/// swaps between two batches. A build that cannot load is reported and the old one goes on.
+async fn watch_builds(engine: Arc<PluginEngine>, watched: Vec<Watched>) {
+    let mut seen: Vec<_> = watched.iter().map(|w| version_of(&w.path)).collect();
+    let mut pending: Vec<Option<(std::time::SystemTime, u64)>> = vec![None; watched.len()];
+    let mut interval = tokio::time::interval(WATCH_EVERY);
+    loop {
+        interval.tick().await;
+        for (i, plugin) in watched.iter().enumerate() {
+            let now = version_of(&plugin.path);
+            if now.is_none() || now == seen[i] {
+                pending[i] = None;
+                continue;
+            }
+            if pending[i] != now {
+                pending[i] = now;
+                continue;
+            }
+            seen[i] = now;
+            pending[i] = None;
+            tracing::info!(plugin = plugin.name, "new build of {}: loading it", plugin.path.display());
+            let (engine, path) = (engine.clone(), plugin.path.clone());
+            match tokio::task::spawn_blocking(move || engine.load(&path)).await {
+                Ok(Ok(mut loaded)) if loaded.info.world == World::Processor => {
+                    loaded.info.name = plugin.name.clone();
+                    let _ = plugin.queue.send(Work::Swap(Arc::new(loaded))).await;
+                }
+                Ok(Ok(loaded)) => tracing::error!(
+                    plugin = plugin.name,
+                    "the new build is a {} plugin, not a processor; the old one keeps running",
+                    loaded.info.world.name()
+                ),
+                Ok(Err(error)) => {
+                    tracing::error!(
+                        plugin = plugin.name,
+                        "the new build cannot load: {error}; the old one keeps running"
+                    )
+                }
+                Err(error) => tracing::error!(plugin = plugin.name, "loading the new build failed: {error}"),
+            }
+        }
+    }
 }
 
 /// Publishes, retained, the metadata of each real station a model simulates, on

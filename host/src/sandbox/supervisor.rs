@@ -37,6 +37,9 @@ pub struct PluginStats {
     pub trap_failures: u64,
     pub restarts: u64,
     pub dead_letters: u64,
+    /// Hot swaps to a new build that took over, and those refused (the old build kept running).
+    pub swaps: u64,
+    pub swap_failures: u64,
 }
 
 impl PluginStats {
@@ -243,6 +246,48 @@ impl ProcessorSupervisor {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
         let instance = self.live_instance()?;
         instance.snapshot()
+    }
+
+    /// Replaces the running build by `plugin`, between two calls: the new instance gets `init`,
+    /// every known sensor and the old instance's snapshot, then takes over. If any step fails
+    /// (wrong world, `init` or `restore` refused, a trap) the old build keeps running, and the
+    /// error says why.
+    pub fn swap(&mut self, plugin: Arc<LoadedPlugin>) -> Result<(), CallError> {
+        let result = self.try_swap(plugin);
+        match &result {
+            Ok(()) => {
+                self.stats.swaps += 1;
+                tracing::info!(plugin = self.name(), "swapped to the new build, state carried over");
+            }
+            Err(error) => {
+                self.stats.swap_failures += 1;
+                tracing::error!(
+                    plugin = self.name(),
+                    "the new build was refused: {error}; the old one keeps running"
+                );
+            }
+        }
+        result
+    }
+
+    fn try_swap(&mut self, plugin: Arc<LoadedPlugin>) -> Result<(), CallError> {
+        let state = self.snapshot()?;
+        let rng = self.instance.as_ref().map_or(self.checkpoint.rng, PluginSandbox::rng_state);
+        let mut instance = PluginSandbox::instantiate(&plugin, &self.limits, self.clock.clone(), self.seed)
+            .map_err(CallError::Failed)?;
+        instance.init(&self.config)?;
+        if !self.registry.sensors.is_empty() {
+            instance.on_sensors(0, &self.registry.sensors)?;
+        }
+        instance.restore(&state)?;
+        instance.set_rng_state(rng);
+        self.plugin = plugin;
+        self.instance = Some(instance);
+        self.registry.announced = self.registry.sensors.len() as u32;
+        self.registry.changed.clear();
+        self.checkpoint = Checkpoint { state: Some(state), rng };
+        self.journal.clear();
+        Ok(())
     }
 
     fn run(&mut self, call: Call, outcome: &mut Outcome) {

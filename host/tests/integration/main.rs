@@ -11,6 +11,7 @@ mod databases;
 mod fleet;
 mod grafana;
 mod historian;
+mod hot_swap;
 mod mqtt_pipeline;
 mod sandbox;
 mod stack;
