@@ -193,6 +193,41 @@ pub enum PluginCommand {
         process goes to stderr. Time follows the readings' own timestamps: on-tick runs each time\n\
         event time crosses a multiple of --tick-s, and once more --flush-s after the last reading.")]
     Test(Box<TestArgs>),
+    /// Create a new plugin crate, ready to build and test.
+    #[command(after_help = "Examples:\n  \
+        host plugin new heat_alert\n  \
+        host plugin new my_weather --kind sensor-model --dir plugins/my_weather\n\n\
+        Then, in the new folder: cargo build --release, and the `host plugin test` command it prints.")]
+    New(NewArgs),
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    /// The plugin's name: lower-case letters, digits and `_` (`heat_alert`).
+    pub name: String,
+    /// What it is.
+    #[arg(long, value_enum, default_value = "processor")]
+    pub kind: PluginKind,
+    /// Its language (Rust only for now).
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: PluginLang,
+    /// The folder to create (default: ./NAME).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The Garonne SDK crate (default: plugins/sdk of the checkout this host was built from).
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PluginKind {
+    Processor,
+    SensorModel,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PluginLang {
+    Rust,
 }
 
 #[derive(Args)]

@@ -19,6 +19,7 @@ pub mod payload;
 pub mod pipeline;
 pub mod replay;
 pub mod sandbox;
+pub mod scaffold;
 pub mod stations;
 pub mod topic;
 pub mod web;

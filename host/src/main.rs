@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run(args),
         Command::Plugin(PluginCommand::Inspect { path }) => inspect(&path),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(*args),
+        Command::Plugin(PluginCommand::New(args)) => new_plugin(args),
         Command::Record(args) => record(args),
         Command::Historian(args) => historian(args),
     };
@@ -257,6 +258,34 @@ fn historian(args: HistorianArgs) -> anyhow::Result<()> {
         eprintln!("  historian: {}", serde_json::to_string(&metrics).unwrap_or_default());
         Ok(())
     })
+}
+
+fn new_plugin(args: cli::NewArgs) -> anyhow::Result<()> {
+    use garonne::scaffold::{Kind, Scaffold};
+    let cli::PluginLang::Rust = args.lang;
+    let sdk = match args.sdk {
+        Some(sdk) => sdk,
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk"),
+    };
+    let sdk = sdk.canonicalize().with_context(|| {
+        format!("the Garonne SDK is not at {}: give its folder with --sdk", sdk.display())
+    })?;
+    let kind = match args.kind {
+        cli::PluginKind::Processor => Kind::Processor,
+        cli::PluginKind::SensorModel => Kind::SensorModel,
+    };
+    let dir = args.dir.unwrap_or_else(|| args.name.clone().into());
+    let scaffold = Scaffold { name: args.name, kind, dir, sdk };
+    let files = scaffold.create()?;
+    println!("created {} files in {}:", files.len(), scaffold.dir.display());
+    for file in &files {
+        println!("  {}", file.display());
+    }
+    println!("\nnext, in {}:", scaffold.dir.display());
+    println!("  rustup target add wasm32-wasip2   # once");
+    println!("  cargo build --release");
+    println!("  {}", scaffold.test_command());
+    Ok(())
 }
 
 fn inspect(path: &std::path::Path) -> anyhow::Result<()> {

@@ -275,3 +275,43 @@ fn the_demo_stores_its_streams_with_the_historian_in_line_protocol_files() {
         assert!(points.lines().any(|l| l.starts_with(measurement)), "no {measurement} point in\n{points}");
     }
 }
+
+/// `host plugin new`, then the commands it prints: the new plugin builds and passes its own
+/// test, for each kind.
+#[test]
+fn a_new_plugin_of_each_kind_builds_and_passes_its_own_test() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Shared between runs, so the SDK's dependencies are compiled once.
+    let target = root.join("plugins/target/scaffold-test");
+    let folder = temp_dir("scaffold");
+    for (name, kind) in [("heat_alert", "processor"), ("my_weather", "sensor-model")] {
+        let dir = folder.join(name);
+        let created = host(&["plugin", "new", name, "--kind", kind, "--dir", dir.to_str().expect("utf-8")]);
+        assert!(created.status.success(), "{}", text(&created.stderr));
+        let printed = text(&created.stdout);
+        let test_line = printed
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("host plugin test"))
+            .expect("a test command");
+        let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("cargo");
+        assert!(built.status.success(), "{name} does not build: {}", text(&built.stderr));
+        // The printed command, with the build where CARGO_TARGET_DIR put it.
+        let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
+        let mut args: Vec<String> = test_line.split_whitespace().skip(1).map(str::to_owned).collect();
+        args[2] = wasm.to_str().expect("utf-8").to_owned();
+        let tested = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(&args)
+            .current_dir(&dir)
+            .env("XDG_CACHE_HOME", temp_dir("cli-cache"))
+            .output()
+            .expect("host");
+        assert!(tested.status.success(), "{name}: {}", text(&tested.stderr));
+        assert!(text(&tested.stderr).contains("match testdata/expected.jsonl"), "{}", text(&tested.stderr));
+    }
+}
