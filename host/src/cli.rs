@@ -123,9 +123,11 @@ pub struct RunArgs {
     /// A plugin to run (repeat for several); added to those of --config.
     #[arg(long = "plugin", value_name = "PATH.wasm")]
     pub plugins: Vec<PathBuf>,
-    /// A TOML pipeline file naming plugins, their config, topics and limits.
+    /// A TOML pipeline file naming plugins, their config, topics and limits. Repeat it to add
+    /// the [[plugin]] tables of more files to the first one (a classroom adds its own plugins
+    /// to the demo).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Broker to use, as mqtt://HOST:PORT. Without it the host starts its embedded broker.
     #[arg(long, env = "GARONNE_MQTT_URL", value_name = "URL")]
     pub mqtt: Option<String>,

@@ -217,6 +217,24 @@ impl PipelineConfig {
         Ok(config)
     }
 
+    /// The plugins of a file added to another pipeline: it may hold only `[[plugin]]` tables,
+    /// since the broker, the runtime and the historian are the first file's.
+    pub fn load_plugins_only(path: &Path) -> Result<Vec<PluginConfig>, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        if let Some(key) = table.keys().find(|key| *key != "plugin") {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: format!(
+                    "`{key}`: a pipeline file added to another may only hold [[plugin]] tables; put [{key}] in the first --config"
+                ),
+            });
+        }
+        Ok(Self::load(path)?.plugins)
+    }
+
     /// Takes the broker credentials and URL from the environment where the file left them out.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) {
         if let Some(url) = env("GARONNE_MQTT_URL") {

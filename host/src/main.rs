@@ -44,10 +44,13 @@ fn init_logging() {
 }
 
 fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
-    let mut config = match &args.config {
+    let mut config = match args.config.first() {
         Some(path) => PipelineConfig::load(path)?,
         None => PipelineConfig::default(),
     };
+    for path in args.config.iter().skip(1) {
+        config.plugins.extend(PipelineConfig::load_plugins_only(path)?);
+    }
     config.apply_env(|key| std::env::var(key).ok());
     for path in &args.plugins {
         let mut plugin = PluginConfig::from_path(path.clone());

@@ -16,3 +16,4 @@ mod mqtt_pipeline;
 mod sandbox;
 mod stack;
 mod support;
+mod tutorial;
