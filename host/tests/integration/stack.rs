@@ -270,9 +270,12 @@ fn stack_pipeline_files_load_and_name_what_the_images_ship() {
             (false, InfluxApi::V1 { database }) => assert_eq!(database, "garonne", "{file}"),
             _ => panic!("{file}: InfluxDB 2.x (org, bucket) in compose, 1.x (database) without Docker"),
         }
-        for stream in ["sensors", "quartiers", "alerts"] {
-            let topic = format!("toulouse/{stream}/#");
-            assert!(historian.topics(&config.mqtt.prefix).contains(&topic), "{file}: {topic} is not stored");
+        let topics = historian.topics(&config.mqtt.prefix);
+        for topic in ["toulouse/sensors/#", "toulouse/quartiers/#", "toulouse/alerts/#", "garonne/status/#"] {
+            assert!(
+                topics.iter().any(|t| t == topic),
+                "{file}: {topic} is not stored (the dashboards read it)"
+            );
         }
     }
 }
@@ -407,7 +410,11 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn influx_count(port: u16, measurement: &str) -> u64 {
-    let query = format!("SELECT count(value) FROM \"{measurement}\"");
+    influx_count_field(port, measurement, "value")
+}
+
+fn influx_count_field(port: u16, measurement: &str, field: &str) -> u64 {
+    let query = format!("SELECT count(\"{field}\") FROM \"{measurement}\"");
     let url = format!(
         "http://127.0.0.1:{port}/query?db=garonne&q={}",
         percent_encoding::utf8_percent_encode(&query, percent_encoding::NON_ALPHANUMERIC)
@@ -416,6 +423,28 @@ fn influx_count(port: u16, measurement: &str) -> u64 {
     assert_eq!(status, 200, "{body}");
     let json: Value = serde_json::from_str(&body).expect("JSON");
     json["results"][0]["series"][0]["values"][0][1].as_u64().unwrap_or(0)
+}
+
+/// The status line and headers nginx answers to a WebSocket upgrade on /mqtt.
+fn websocket_upgrade(port: u16) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let request = format!(
+        "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send the upgrade");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[test]
@@ -442,12 +471,24 @@ fn stack_script_starts_everything_on_loopback_data_flows_and_stop_leaves_nothing
         count = influx_count(influx, "sensors");
     }
     assert!(count > 0, "no reading reached InfluxDB within 60 s\n{}", stack.logs());
+    // And the historian's own status, as metrics for the Operations dashboard.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while influx_count_field(influx, "garonne_historian", "written") == 0 {
+        assert!(Instant::now() < deadline, "no garonne_historian point within 30 s\n{}", stack.logs());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // nginx serves the map.
     let web = stack.ports["WEB"];
     let (status_code, page) = block_on(http("GET", &format!("http://127.0.0.1:{web}/"), None));
     assert_eq!(status_code, 200, "{page}");
     assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"), "{page}");
+    // nginx's /mqtt reaches Mosquitto's WebSocket listener (the page's MQTT connection).
+    let upgrade = websocket_upgrade(web);
+    assert!(
+        upgrade.starts_with("HTTP/1.1 101"),
+        "/mqtt does not reach Mosquitto's WebSocket listener:\n{upgrade}"
+    );
     // MQTT over TCP wants a password: the ACLs and password file of deploy/mosquitto are in use.
     let mosquitto_conf =
         std::fs::read_to_string(stack.state.join("mosquitto/mosquitto.conf")).expect("mosquitto.conf");
