@@ -61,7 +61,7 @@ pub enum PipelineError {
     #[error("plugin `{plugin}` failed to start: {error}. Check its [plugin.config] in the pipeline file")]
     PluginStart { plugin: String, error: CallError },
     #[error(
-        "sensor model `{0}` needs stations: add `stations = \"data/stations/meteo.json\"` to its [[plugin]]"
+        "sensor model `{0}` needs stations: give --stations FILE (data/stations/meteo.json, air.json or bikes.json), or `stations = \"...\"` in its [[plugin]]"
     )]
     NoStations(String),
     #[error("cannot start a worker thread: {0}")]
