@@ -66,6 +66,129 @@ fn build_plugins() -> Result<(), String> {
     let plugins = root().join("plugins");
     run(cargo().current_dir(&plugins).args(["build", "--release", "--quiet"]))?;
     eprintln!("xtask: plugins are in {}", plugins.join("target").join(WASM_TARGET).join("release").display());
+    build_python_and_js_plugins()
+}
+
+/// The processors written in Python (`plugins/python/NAME/app.py`, built with componentize-py)
+/// and JavaScript (`plugins/js/NAME/app.js`, componentize-js), against the same WIT world as the
+/// Rust ones and into the same folder, as `NAME.wasm`. Their tools are installed inside the
+/// repository on first use, never globally: a virtual environment in `plugins/python/.venv` (from
+/// `requirements.txt`) and `npm ci` in `plugins/js` (from `package-lock.json`). A plugin whose
+/// `.wasm` is newer than its folder, the WIT files and that pin file is not built again: each
+/// build takes 15 to 60 s.
+fn build_python_and_js_plugins() -> Result<(), String> {
+    use std::process::Stdio;
+    use std::time::SystemTime;
+
+    /// The newest modification time of the files under `path`, test data and caches aside.
+    fn newest(path: &Path) -> SystemTime {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        };
+        entries
+            .flatten()
+            .filter(|e| !matches!(e.file_name().to_str(), Some("testdata" | "__pycache__")))
+            .map(|e| newest(&e.path()))
+            .fold(SystemTime::UNIX_EPOCH, SystemTime::max)
+    }
+    let root = root();
+    let out = root.join("plugins").join("target").join(WASM_TARGET).join("release");
+    let wit = root.join("wit").join("v0.1.0");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    // The folders of `dir` that hold `entry`, by name, whose `.wasm` is missing or older than
+    // the folder, the WIT files or `pin`: the plugins to build.
+    let stale = |dir: &Path, entry: &str, pin: &Path| -> Vec<(String, PathBuf)> {
+        let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join(entry).is_file())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .filter(|(name, folder)| {
+                let built = newest(&out.join(format!("{name}.wasm")));
+                [folder.as_path(), &wit, pin].iter().any(|source| newest(source) >= built)
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    // Builds into `NAME.wasm.part`, then renames it: a failed build leaves no plugin that would
+    // look up to date.
+    let build = |name: &str, command: &mut Command| -> Result<(), String> {
+        let part = out.join(format!("{name}.wasm.part"));
+        run(command.arg("-o").arg(&part))?;
+        std::fs::rename(&part, out.join(format!("{name}.wasm")))
+            .map_err(|e| format!("cannot rename {}: {e}", part.display()))
+    };
+
+    // Whether a command runs and succeeds, its output aside.
+    let works = |command: &mut Command| {
+        command.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    };
+    // A machine without the language's tools (the Docker build stage) still gets the Rust
+    // plugins; the tests of these ones then say that their `.wasm` is missing.
+    let skip = |language: &str, plugins: &[(String, PathBuf)], why: &str| {
+        let names: Vec<&str> = plugins.iter().map(|(name, _)| name.as_str()).collect();
+        eprintln!("xtask: warning: the {language} plugins ({}) are not built: {why}", names.join(", "));
+    };
+
+    let python = root.join("plugins").join("python");
+    let requirements = python.join("requirements.txt");
+    let python_plugins = stale(&python, "app.py", &requirements);
+    if !python_plugins.is_empty() {
+        let venv = python.join(".venv");
+        let componentize_py = venv.join("bin").join("componentize-py");
+        let wanted = std::fs::read_to_string(&requirements)
+            .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+        let stamp = venv.join("installed-requirements.txt");
+        // Running the tool also catches a virtual environment copied from another path, whose
+        // scripts still name the old one.
+        let ready = std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+            && works(Command::new(&componentize_py).arg("--version"));
+        if !ready && !works(Command::new("python3").args(["-c", "import ensurepip, venv"])) {
+            skip(
+                "Python",
+                &python_plugins,
+                "they need python3 and its venv module (apt-get install python3-venv)",
+            );
+        } else {
+            if !ready {
+                run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+                run(Command::new(venv.join("bin").join("python"))
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                    .arg(&requirements))?;
+                std::fs::write(&stamp, wanted)
+                    .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+            }
+            for (name, folder) in &python_plugins {
+                let mut command = Command::new(&componentize_py);
+                command.current_dir(folder).arg("-d").arg(&wit);
+                build(name, command.args(["-w", "processor", "componentize", "app", "-p", "."]))?;
+            }
+        }
+    }
+
+    let js = root.join("plugins").join("js");
+    let lock = js.join("package-lock.json");
+    let js_plugins = stale(&js, "app.js", &lock);
+    if !js_plugins.is_empty() {
+        let ready = newest(&js.join("node_modules").join(".package-lock.json")) >= newest(&lock);
+        match (ready, npm()) {
+            (false, Err(why)) => skip("JavaScript", &js_plugins, &why),
+            (ready, npm) => {
+                if !ready {
+                    run(npm?.current_dir(&js).args(["ci", "--no-audit", "--no-fund"]))?;
+                }
+                for (name, folder) in &js_plugins {
+                    let mut command =
+                        Command::new(js.join("node_modules").join(".bin").join("componentize-js"));
+                    command.current_dir(folder).arg("app.js").arg("--wit").arg(&wit);
+                    // No wasi:http (the host does not link it); stdio stays, for the guest's errors.
+                    build(name, command.args(["-n", "processor", "-d", "http", "fetch-event"]))?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -3,13 +3,15 @@
 //! The plugins must be built first: `cargo xtask test` does it (or `cargo xtask build-plugins`
 //! before `cargo test`). Mosquitto must be installed (`apt-get install mosquitto`); each test
 //! starts its own on a free loopback port. The historian's tests also need InfluxDB 1.x and
-//! VictoriaMetrics (`apt-get install influxdb victoria-metrics`).
+//! VictoriaMetrics (`apt-get install influxdb victoria-metrics`); the Python and JavaScript guests
+//! need `python3` with `venv` and `npm` (`cargo xtask build-plugins` installs their tools).
 
 mod avg_quartier;
 mod cli;
 mod databases;
 mod fleet;
 mod grafana;
+mod guests;
 mod historian;
 mod hot_swap;
 mod mqtt_pipeline;
