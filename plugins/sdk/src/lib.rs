@@ -78,6 +78,9 @@ pub use config::Config;
 pub use host::{log, now, random, random_f64};
 #[cfg(not(target_arch = "wasm32"))]
 pub use host::{seed_native_random, set_native_now};
+/// Native tests: stations and configurations as the host gives them (`testing::stations`).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub use processor::{Output, Processor, Reading};
 pub use sensor_model::{Batch, SensorModel};
 pub use types::{Message, Position, Sensor, Station};

@@ -1,33 +1,13 @@
 //! Native tests of the weather model over the 77 real stations.
 
-use garonne_sdk::{Position, seed_native_random};
+use garonne_sdk::seed_native_random;
 
 use super::*;
 use garonne_sdk::calendar::{DAY_MS, days_from_civil};
+use garonne_sdk::testing::config;
 
-/// The stations file, read as the host reads it (attributes of any JSON type become text).
 fn stations() -> Vec<Station> {
-    let text = include_str!("../../../data/stations/meteo.json");
-    let records: Vec<serde_json::Value> = serde_json::from_str(text).expect("meteo.json is a JSON array");
-    records
-        .iter()
-        .map(|r| Station {
-            id: r["id"].as_str().expect("id").into(),
-            name: r["name"].as_str().expect("name").into(),
-            position: Position { lat: r["lat"].as_f64().expect("lat"), lon: r["lon"].as_f64().expect("lon") },
-            altitude: r["altitude"].as_f64(),
-            attributes: r["attributes"]
-                .as_object()
-                .expect("attributes")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                .collect(),
-        })
-        .collect()
-}
-
-fn config(pairs: &[(&str, &str)]) -> Config {
-    Config::new(pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect())
+    garonne_sdk::testing::stations(include_str!("../../../data/stations/meteo.json"))
 }
 
 fn started(pairs: &[(&str, &str)]) -> (Weather, Vec<Sensor>) {
