@@ -7,7 +7,6 @@
 //! these tests share one compiled-code cache, also given to the `host` processes they start, and
 //! compile each guest into it once before any test uses it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,13 +14,12 @@ use std::time::{Duration, Instant};
 
 use garonne::clock::VirtualClock;
 use garonne::config::{PipelineConfig, PluginConfig, flat_config};
-use garonne::payload::Payload;
 use garonne::pipeline::RunningPipeline;
 use garonne::replay::matches;
 use garonne::sandbox::{Limits, Outcome, PluginEngine, ProcessorSupervisor};
 use serde_json::Value;
 
-use crate::support::{Mosquitto, TestClient, free_port, plugin};
+use crate::support::{Mosquitto, TestClient, free_port, plugin, readings};
 
 /// A guest: its plugin name (`NAME.wasm`) and its folder under `plugins/`.
 #[derive(Clone, Copy)]
@@ -177,23 +175,6 @@ fn looping(guest: Guest, engine: &PluginEngine) -> ProcessorSupervisor {
     ProcessorSupervisor::start(loaded, config, limits, VirtualClock::new(0, 1.0), 7)
         .expect("starts")
         .with_checkpoint_every(1)
-}
-
-fn readings(values: &[f64]) -> Vec<Payload> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &value)| Payload {
-            sensor_id: "s1".into(),
-            kind: "temperature".into(),
-            value,
-            unit: "°C".into(),
-            time: 1_000 * i as i64,
-            position: None,
-            fields: BTreeMap::new(),
-            tags: BTreeMap::new(),
-        })
-        .collect()
 }
 
 fn values(outcome: &Outcome) -> Vec<f64> {

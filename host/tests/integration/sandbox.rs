@@ -1,15 +1,13 @@
 //! Hostile plugins: each misbehaviour stops only its own instance, is reported, and the state
 //! comes back from the last checkpoint; a well-behaved plugin beside it keeps working.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use garonne::clock::VirtualClock;
-use garonne::payload::Payload;
 use garonne::sandbox::{Limits, Outcome, PluginEngine, ProcessorSupervisor};
 
-use crate::support::{plugin, temp_dir};
+use crate::support::{plugin, readings, temp_dir};
 
 const POISON: f64 = 13.0;
 
@@ -49,23 +47,6 @@ fn hostile_with(
     ProcessorSupervisor::start(loaded, config, limits, VirtualClock::new(0, 1.0), 7)
         .expect("hostile guest starts")
         .with_checkpoint_every(checkpoint_every)
-}
-
-fn readings(values: &[f64]) -> Vec<Payload> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &value)| Payload {
-            sensor_id: "s1".into(),
-            kind: "temperature".into(),
-            value,
-            unit: "°C".into(),
-            time: 1_000 * i as i64,
-            position: None,
-            fields: BTreeMap::new(),
-            tags: BTreeMap::new(),
-        })
-        .collect()
 }
 
 /// The `count` values the hostile guest emitted.

@@ -271,3 +271,21 @@ pub fn reading(sensor: &str, kind: &str, value: f64, ts: i64) -> String {
                        "lat": 43.6, "lon": 1.44})
     .to_string()
 }
+
+/// Temperatures of one sensor `s1`, one second apart from time 0, for supervisor tests.
+pub fn readings(values: &[f64]) -> Vec<garonne::payload::Payload> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| garonne::payload::Payload {
+            sensor_id: "s1".into(),
+            kind: "temperature".into(),
+            value,
+            unit: "°C".into(),
+            time: 1_000 * i as i64,
+            position: None,
+            fields: std::collections::BTreeMap::new(),
+            tags: std::collections::BTreeMap::new(),
+        })
+        .collect()
+}
