@@ -422,8 +422,9 @@ impl Writer {
     }
 
     /// Writes a batch (or spools it), then acknowledges its messages.
-    async fn deliver(&mut self, batch: Vec<Pending>) {
-        let lines: Vec<String> = batch.iter().flat_map(|p| p.lines.iter().cloned()).collect();
+    async fn deliver(&mut self, mut batch: Vec<Pending>) {
+        // The lines move out of the batch: only the messages are needed to acknowledge it.
+        let lines: Vec<String> = batch.iter_mut().flat_map(|p| std::mem::take(&mut p.lines)).collect();
         if lines.is_empty() {
             return self.acknowledge(batch).await;
         }
