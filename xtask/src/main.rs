@@ -93,6 +93,8 @@ fn build_python_and_js_plugins() -> Result<(), String> {
     }
     let root = root();
     let out = root.join("plugins").join("target").join(WASM_TARGET).join("release");
+    // The Python and JavaScript examples stay on the first released contract on purpose: with
+    // `contract_v0_1` they are the plugins "built last term" that the host must keep loading.
     let wit = root.join("wit").join("v0.1.0");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     // The folders of `dir` that hold `entry`, by name, whose `.wasm` is missing or older than

@@ -9,8 +9,8 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
-use super::bindings::v0_1_0::{processor::ProcessorPre, sensor_model::SensorModelPre};
-use super::bindings::{PACKAGE, SUPPORTED_VERSIONS, v0_1_0};
+use super::bindings::{PACKAGE, SUPPORTED_VERSIONS, v0_1_0, v0_2_0};
+use super::instance::{ProcessorPre, SensorModelPre};
 use super::state::GuestState;
 
 /// How often the engine's epoch advances: the granularity of every CPU deadline.
@@ -94,8 +94,8 @@ pub struct LoadedPlugin {
 }
 
 pub(crate) enum PluginPre {
-    Processor(ProcessorPre<GuestState>),
-    SensorModel(SensorModelPre<GuestState>),
+    Processor(ProcessorPre),
+    SensorModel(SensorModelPre),
 }
 
 /// The one wasmtime `Engine` of the host, with its epoch ticker and compiled-code cache.
@@ -127,20 +127,21 @@ impl PluginEngine {
         Ok(Self { engine, linker, ticker })
     }
 
+    /// One linker for every supported version: each version's `host` interface under its own
+    /// versioned name, all served by the same `GuestState`.
     fn linker(engine: &Engine) -> Result<Linker<GuestState>, LoadError> {
+        type Data = wasmtime::component::HasSelf<GuestState>;
         let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| LoadError::Engine(format!("linking WASI: {e}")))?;
-        v0_1_0::host::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(|e| LoadError::Engine(format!("linking the host interface: {e}")))?;
-        v0_1_0::types::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(|e| LoadError::Engine(format!("linking the types interface: {e}")))?;
+        let error = |what: &str, e: wasmtime::Error| LoadError::Engine(format!("linking {what}: {e}"));
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| error("WASI", e))?;
+        v0_2_0::host::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
+            .map_err(|e| error("the host interface 0.2.0", e))?;
+        v0_2_0::types::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
+            .map_err(|e| error("the types interface 0.2.0", e))?;
+        v0_1_0::host::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
+            .map_err(|e| error("the host interface 0.1.0", e))?;
+        // 0.1.0's types are 0.2.0's (see `bindings`), so its interface only needs to exist.
+        linker.instance("garonne:plugin/types@0.1.0").map_err(|e| error("the types interface 0.1.0", e))?;
         Ok(linker)
     }
 
@@ -155,9 +156,11 @@ impl PluginEngine {
             |e: wasmtime::Error| LoadError::Link { path: path.to_owned(), message: format!("{e:#}") };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = match info.world {
-            World::Processor => PluginPre::Processor(ProcessorPre::new(instance_pre).map_err(link_error)?),
+            World::Processor => {
+                PluginPre::Processor(ProcessorPre::new(&info.version, instance_pre).map_err(link_error)?)
+            }
             World::SensorModel => {
-                PluginPre::SensorModel(SensorModelPre::new(instance_pre).map_err(link_error)?)
+                PluginPre::SensorModel(SensorModelPre::new(&info.version, instance_pre).map_err(link_error)?)
             }
         };
         Ok(LoadedPlugin { info, pre, engine: self.engine.clone() })

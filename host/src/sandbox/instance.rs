@@ -1,13 +1,14 @@
 //! One live plugin instance: a `Store` with its limits, and typed calls into the guest.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
-use super::bindings::v0_1_0::processor::Processor;
-use super::bindings::v0_1_0::sensor_model::SensorModel;
-use super::bindings::v0_1_0::types::{Message, Readings, Sensor, Station};
+use super::bindings::v0_2_0::types::{Message, Readings, Sensor, Station};
+use super::bindings::{v0_1_0, v0_2_0};
 use super::engine::{EPOCH_TICK, LoadedPlugin, PluginPre, World};
 use super::limits::Limits;
 use super::state::{GuestState, SplitMix64};
@@ -38,9 +39,70 @@ pub enum CallError {
 }
 
 /// A processor instance.
-pub type PluginSandbox = Sandbox<Processor>;
+pub type PluginSandbox = Sandbox<ProcessorBindings>;
 /// A sensor-model instance.
-pub type SensorModelSandbox = Sandbox<SensorModel>;
+pub type SensorModelSandbox = Sandbox<SensorModelBindings>;
+
+/// Declares, for one world, the pre-linked component and the live bindings of each supported
+/// WIT version, and a macro that runs the same call on whichever version a plugin was built
+/// against. The versions share their types (see `bindings`), so each arm has the same signature.
+macro_rules! versioned_world {
+    ($pre:ident, $bindings:ident, $world:ident, $dispatch:ident, $api:ident) => {
+        /// A plugin of this world, pre-linked for the WIT version it was built against.
+        pub(crate) enum $pre {
+            V0_2(v0_2_0::$world::$pre<GuestState>),
+            V0_1(v0_1_0::$world::$pre<GuestState>),
+        }
+
+        impl $pre {
+            pub(crate) fn new(version: &str, pre: InstancePre<GuestState>) -> wasmtime::Result<Self> {
+                match version {
+                    "0.1.0" => Ok(Self::V0_1(v0_1_0::$world::$pre::new(pre)?)),
+                    _ => Ok(Self::V0_2(v0_2_0::$world::$pre::new(pre)?)),
+                }
+            }
+
+            fn instantiate(&self, store: &mut Store<GuestState>) -> wasmtime::Result<$bindings> {
+                Ok(match self {
+                    Self::V0_2(pre) => $bindings::V0_2(pre.instantiate(store)?),
+                    Self::V0_1(pre) => $bindings::V0_1(pre.instantiate(store)?),
+                })
+            }
+        }
+
+        /// The exports of a live instance, for the WIT version it was built against.
+        pub enum $bindings {
+            V0_2(v0_2_0::$world::$bindings),
+            V0_1(v0_1_0::$world::$bindings),
+        }
+
+        macro_rules! $dispatch {
+            ($b:expr, |$a:ident| $call:expr) => {
+                match $b {
+                    $bindings::V0_2(bindings) => {
+                        let $a = bindings.$api();
+                        $call
+                    }
+                    $bindings::V0_1(bindings) => {
+                        let $a = bindings.$api();
+                        $call
+                    }
+                }
+            };
+        }
+    };
+}
+
+versioned_world!(ProcessorPre, Processor, processor, processor_api, garonne_plugin_processor_api);
+versioned_world!(
+    SensorModelPre,
+    SensorModel,
+    sensor_model,
+    sensor_model_api,
+    garonne_plugin_sensor_model_api
+);
+pub type ProcessorBindings = Processor;
+pub type SensorModelBindings = SensorModel;
 
 /// A plugin instance in its own `Store`, with a memory cap and a CPU deadline on every call.
 pub struct Sandbox<B> {
@@ -89,6 +151,12 @@ impl<B> Sandbox<B> {
         self.call(deadline, |store, bindings| f(store, bindings).map(Ok))
     }
 
+    /// The metrics the plugin set with `host.metric`, when they changed since the last call.
+    pub fn changed_metrics(&mut self) -> Option<&BTreeMap<String, f64>> {
+        let metrics = &mut self.store.data_mut().metrics;
+        std::mem::take(&mut metrics.changed).then_some(&metrics.values)
+    }
+
     /// The state of the host-side random generator, saved with each checkpoint.
     pub fn rng_state(&self) -> u64 {
         self.store.data().rng.0
@@ -118,34 +186,32 @@ impl Sandbox<Processor> {
 
     pub fn init(&mut self, config: &[(String, String)]) -> Result<(), CallError> {
         self.call(self.limits.init_deadline(), |s, b| {
-            b.garonne_plugin_processor_api().call_init(s, &config.to_vec())
+            processor_api!(b, |api| api.call_init(s, &config.to_vec()))
         })
     }
 
     pub fn on_sensors(&mut self, first: u32, sensors: &[Sensor]) -> Result<(), CallError> {
         self.call_infallible(self.limits.call_deadline(), |s, b| {
-            b.garonne_plugin_processor_api().call_on_sensors(s, first, sensors)
+            processor_api!(b, |api| api.call_on_sensors(s, first, sensors))
         })
     }
 
     pub fn on_readings(&mut self, batch: &Readings) -> Result<Vec<Message>, CallError> {
-        self.call(self.limits.call_deadline(), |s, b| {
-            b.garonne_plugin_processor_api().call_on_readings(s, batch)
-        })
+        self.call(self.limits.call_deadline(), |s, b| processor_api!(b, |api| api.call_on_readings(s, batch)))
     }
 
     pub fn on_tick(&mut self, now: i64) -> Result<Vec<Message>, CallError> {
-        self.call(self.limits.call_deadline(), |s, b| b.garonne_plugin_processor_api().call_on_tick(s, now))
+        self.call(self.limits.call_deadline(), |s, b| processor_api!(b, |api| api.call_on_tick(s, now)))
     }
 
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
         self.call_infallible(self.limits.init_deadline(), |s, b| {
-            b.garonne_plugin_processor_api().call_snapshot(s)
+            processor_api!(b, |api| api.call_snapshot(s))
         })
     }
 
     pub fn restore(&mut self, state: &[u8]) -> Result<(), CallError> {
-        self.call(self.limits.init_deadline(), |s, b| b.garonne_plugin_processor_api().call_restore(s, state))
+        self.call(self.limits.init_deadline(), |s, b| processor_api!(b, |api| api.call_restore(s, state)))
     }
 }
 
@@ -172,24 +238,22 @@ impl Sandbox<SensorModel> {
         stations: &[Station],
     ) -> Result<Vec<Sensor>, CallError> {
         self.call(self.limits.init_deadline(), |s, b| {
-            b.garonne_plugin_sensor_model_api().call_init(s, &config.to_vec(), stations)
+            sensor_model_api!(b, |api| api.call_init(s, &config.to_vec(), stations))
         })
     }
 
     pub fn tick(&mut self, now: i64) -> Result<Readings, CallError> {
-        self.call(self.limits.call_deadline(), |s, b| b.garonne_plugin_sensor_model_api().call_tick(s, now))
+        self.call(self.limits.call_deadline(), |s, b| sensor_model_api!(b, |api| api.call_tick(s, now)))
     }
 
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
         self.call_infallible(self.limits.init_deadline(), |s, b| {
-            b.garonne_plugin_sensor_model_api().call_snapshot(s)
+            sensor_model_api!(b, |api| api.call_snapshot(s))
         })
     }
 
     pub fn restore(&mut self, state: &[u8]) -> Result<(), CallError> {
-        self.call(self.limits.init_deadline(), |s, b| {
-            b.garonne_plugin_sensor_model_api().call_restore(s, state)
-        })
+        self.call(self.limits.init_deadline(), |s, b| sensor_model_api!(b, |api| api.call_restore(s, state)))
     }
 }
 

@@ -14,4 +14,4 @@ pub use limits::Limits;
 pub use supervisor::{DeadLetter, Outcome, PluginStats, ProcessorSupervisor, SensorModelSupervisor};
 
 /// The WIT types as the host sees them.
-pub use bindings::v0_1_0::types::{Message, Position, Readings, Sensor, Station};
+pub use bindings::v0_2_0::types::{Message, Position, Readings, Sensor, Station};

@@ -1,12 +1,14 @@
 //! What the host keeps for each plugin instance, and the host functions a plugin may call.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0::{host, types};
+use super::bindings::v0_1_0;
+use super::bindings::v0_2_0::{host, types};
 use super::guest_output::{GuestOutput, StderrTail};
 use crate::clock::VirtualClock;
 
@@ -17,6 +19,7 @@ pub(crate) struct GuestState {
     pub rng: SplitMix64,
     pub memory: MemoryCap,
     pub stderr_tail: StderrTail,
+    pub metrics: PluginMetrics,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -41,6 +44,7 @@ impl GuestState {
             rng: SplitMix64(seed),
             memory: MemoryCap { max_bytes: memory_bytes, exceeded: None },
             stderr_tail,
+            metrics: PluginMetrics::default(),
             wasi,
             table: ResourceTable::new(),
         }
@@ -74,6 +78,71 @@ impl host::Host for GuestState {
     fn random(&mut self) -> u64 {
         self.rng.next_u64()
     }
+
+    fn metric(&mut self, name: String, value: f64) {
+        if let Err(refusal) = self.metrics.set(name, value)
+            && !std::mem::replace(&mut self.metrics.warned, true)
+        {
+            tracing::warn!(plugin = &*self.plugin, "metric ignored: {refusal} (said once per instance)");
+        }
+    }
+}
+
+/// Plugins of 0.1.0 get the same functions, without `metric`.
+impl v0_1_0::host::Host for GuestState {
+    fn log(&mut self, level: types::Level, message: String) {
+        host::Host::log(self, level, message)
+    }
+
+    fn now(&mut self) -> i64 {
+        host::Host::now(self)
+    }
+
+    fn random(&mut self) -> u64 {
+        host::Host::random(self)
+    }
+}
+
+/// Most metric names one plugin may set, and the longest name: a plugin cannot grow the host's
+/// memory or its status messages without bound through `metric`.
+pub(crate) const MAX_METRICS: usize = 64;
+pub(crate) const MAX_METRIC_NAME: usize = 64;
+
+/// The metrics a plugin instance set with `host.metric`, and whether they changed since the
+/// supervisor last read them.
+#[derive(Debug, Default)]
+pub(crate) struct PluginMetrics {
+    pub values: BTreeMap<String, f64>,
+    pub changed: bool,
+    warned: bool,
+}
+
+impl PluginMetrics {
+    fn set(&mut self, name: String, value: f64) -> Result<(), String> {
+        if !is_metric_name(&name) {
+            return Err(format!(
+                "{name:?} is not a metric name (lower-case letters, digits and `_`, 1 to \
+                 {MAX_METRIC_NAME} bytes)"
+            ));
+        }
+        if !value.is_finite() {
+            return Err(format!("{name} = {value} is not a finite number"));
+        }
+        if self.values.len() >= MAX_METRICS && !self.values.contains_key(&name) {
+            return Err(format!(
+                "{name} would be metric number {}, past the {MAX_METRICS} allowed",
+                MAX_METRICS + 1
+            ));
+        }
+        self.values.insert(name, value);
+        self.changed = true;
+        Ok(())
+    }
+}
+
+fn is_metric_name(name: &str) -> bool {
+    (1..=MAX_METRIC_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// SplitMix64: a tiny, well-studied generator whose whole state is one `u64`, so that the state
@@ -135,6 +204,25 @@ mod tests {
         let draws_c: Vec<u64> = (0..4).map(|_| c.next_u64()).collect();
         assert_eq!(draws_a, draws_b);
         assert_ne!(draws_a, draws_c);
+    }
+
+    #[test]
+    fn metrics_keep_the_latest_value_and_refuse_bad_names_values_and_too_many_names() {
+        let mut metrics = PluginMetrics::default();
+        assert!(metrics.set("rejected".into(), 1.0).is_ok());
+        assert!(metrics.set("rejected".into(), 2.0).is_ok());
+        assert_eq!(metrics.values.get("rejected"), Some(&2.0));
+        assert!(metrics.changed);
+        for bad in ["", "Rejected", "a b", "a/b", &"x".repeat(MAX_METRIC_NAME + 1)] {
+            assert!(metrics.set(bad.into(), 1.0).is_err(), "{bad:?} accepted");
+        }
+        assert!(metrics.set("nan".into(), f64::NAN).is_err());
+        for i in 1..MAX_METRICS {
+            assert!(metrics.set(format!("m{i}"), 0.0).is_ok());
+        }
+        assert!(metrics.set("one_too_many".into(), 0.0).is_err());
+        assert!(metrics.set("rejected".into(), 3.0).is_ok(), "an existing name is still updated");
+        assert_eq!(metrics.values.len(), MAX_METRICS);
     }
 
     #[test]

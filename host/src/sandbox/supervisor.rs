@@ -8,14 +8,15 @@
 //! failing call. The failing batch is then retried one reading at a time, so that only the
 //! readings that really make the plugin fail go to the dead-letter topic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bindings::v0_1_0::types::{Message, Position, Readings, Sensor, Station};
+use super::bindings::v0_2_0::types::{Message, Position, Readings, Sensor, Station};
 use super::engine::LoadedPlugin;
 use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 use super::limits::Limits;
+use super::state::MAX_METRICS;
 use crate::clock::VirtualClock;
 use crate::payload::Payload;
 
@@ -25,7 +26,7 @@ const MAX_RECOVERY_ATTEMPTS: u32 = 5;
 const MAX_SENSORS: usize = 1_000_000;
 
 /// Counters of one plugin, reported in the log and on the status topic.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct PluginStats {
     pub calls: u64,
     pub readings_in: u64,
@@ -40,11 +41,23 @@ pub struct PluginStats {
     /// Hot swaps to a new build that took over, and those refused (the old build kept running).
     pub swaps: u64,
     pub swap_failures: u64,
+    /// What the plugin itself reports with `host.metric` (WIT 0.2.0), latest value per name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl PluginStats {
     pub fn failures(&self) -> u64 {
         self.deadline_failures + self.memory_failures + self.trap_failures
+    }
+
+    /// Keeps the latest value of each metric an instance set, across restarts and swaps.
+    fn merge_metrics(&mut self, changed: Option<&BTreeMap<String, f64>>) {
+        for (name, value) in changed.into_iter().flatten() {
+            if self.metrics.len() < MAX_METRICS || self.metrics.contains_key(name) {
+                self.metrics.insert(name.clone(), *value);
+            }
+        }
     }
 
     fn count_failure(&mut self, failure: &Failure) {
@@ -295,6 +308,9 @@ impl ProcessorSupervisor {
         match self.attempt(&call) {
             Ok(messages) => {
                 self.consecutive_failures = 0;
+                if let Some(instance) = self.instance.as_mut() {
+                    self.stats.merge_metrics(instance.changed_metrics());
+                }
                 self.publish(messages, outcome);
                 self.journal(call);
             }
@@ -558,6 +574,9 @@ impl SensorModelSupervisor {
         match result {
             Ok(batch) => {
                 self.consecutive_failures = 0;
+                if let Some(instance) = self.instance.as_mut() {
+                    self.stats.merge_metrics(instance.changed_metrics());
+                }
                 self.checkpoint_now();
                 let payloads = self.payloads(&batch);
                 self.stats.messages_out += payloads.len() as u64;

@@ -8,6 +8,7 @@
 
 mod avg_quartier;
 mod cli;
+mod contract;
 mod databases;
 mod fleet;
 mod grafana;

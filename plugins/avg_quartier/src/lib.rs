@@ -15,11 +15,14 @@
 //! `max`, `count`, `late`, `window_start` and `window_s`, and the tags `quartier` (its name) and
 //! `polygons`. Readings whose sensor is in no polygon (another commune, or no position) are not
 //! forced into the nearest one: their count per window goes to `unassigned/{kind}`.
+//!
+//! Metric (WIT 0.2.0's `host.metric`, at each tick): `open_aggregates`, the (window, quartier,
+//! kind) aggregates held open, which is what the plugin's memory grows with.
 
 pub mod index;
 pub mod windows;
 
-use garonne_sdk::{Config, Message, Output, Position, Processor, Reading, log};
+use garonne_sdk::{Config, Message, Output, Position, Processor, Reading, log, metric};
 use serde::{Deserialize, Serialize};
 
 use index::QuartierIndex;
@@ -105,6 +108,7 @@ impl Processor for AvgQuartier {
     fn on_tick(&mut self, now: i64, out: &mut Output) -> Result<(), String> {
         let closed = self.windows.advance(Some(now));
         self.publish(closed, out);
+        metric("open_aggregates", self.windows.open_aggregates() as f64);
         Ok(())
     }
 }

@@ -74,6 +74,11 @@ impl TumblingWindows {
         self.lateness_ms = lateness_ms.max(0);
     }
 
+    /// How many (window, group) aggregates are open: what the plugin holds in memory.
+    pub fn open_aggregates(&self) -> usize {
+        self.open.values().map(BTreeMap::len).sum()
+    }
+
     /// Adds a value; returns `false` (and counts it) if its window is already closed.
     pub fn add(&mut self, group: Group, time: i64, value: f64) -> bool {
         let start = time.div_euclid(self.length_ms) * self.length_ms;
@@ -139,6 +144,18 @@ mod tests {
         assert_eq!(closed.len(), 2);
         assert_eq!((closed[0].start, closed[0].aggregate.sum), (0, 10.0));
         assert_eq!((closed[1].start, closed[1].aggregate.sum), (5 * MIN, 20.0));
+    }
+
+    #[test]
+    fn open_aggregates_count_each_window_and_group_until_it_closes() {
+        let mut windows = TumblingWindows::new(5 * MIN, 0);
+        windows.add(Q, 0, 1.0);
+        windows.add(Q, MIN, 2.0);
+        windows.add(Q + 1, MIN, 3.0);
+        windows.add(Q, 5 * MIN, 4.0);
+        assert_eq!(windows.open_aggregates(), 3);
+        windows.advance(Some(5 * MIN));
+        assert_eq!(windows.open_aggregates(), 1);
     }
 
     #[test]

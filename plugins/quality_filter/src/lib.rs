@@ -18,10 +18,13 @@
 //!
 //! Output: accepted readings on `clean/{kind}/{sensor_id}` (ready for `avg_quartier` to read
 //! `toulouse/clean/#`), rejected ones on `rejected/{kind}/{sensor_id}` with a `reason` tag.
+//!
+//! Metrics (WIT 0.2.0's `host.metric`, updated at each tick): `accepted`, `out_of_range` and
+//! `frozen`, the readings of each verdict since the pipeline started.
 
 use std::collections::BTreeMap;
 
-use garonne_sdk::{Config, Message, Output, Processor, Reading};
+use garonne_sdk::{Config, Message, Output, Processor, Reading, metric};
 use serde::{Deserialize, Serialize};
 
 /// Physical ranges for Toulouse, in the units of the source data.
@@ -38,10 +41,21 @@ const DEFAULT_RANGES: [(&str, f64, f64); 10] = [
     ("o3", 0.0, 1_000.0),
 ];
 
+/// Readings seen, by verdict.
+#[derive(Default, Serialize, Deserialize)]
+struct Verdicts {
+    accepted: u64,
+    out_of_range: u64,
+    frozen: u64,
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct QualityFilter {
     /// By sensor index: the last value and how many times in a row it came.
     repeats: BTreeMap<u32, (f64, u32)>,
+    /// `default`: the state of a build without counters still restores (hot swap).
+    #[serde(default)]
+    counts: Verdicts,
     #[serde(skip)]
     ranges: BTreeMap<String, (f64, f64)>,
     #[serde(skip)]
@@ -95,6 +109,13 @@ impl Processor for QualityFilter {
         out.emit(message);
         Ok(())
     }
+
+    fn on_tick(&mut self, _now: i64, _out: &mut Output) -> Result<(), String> {
+        metric("accepted", self.counts.accepted as f64);
+        metric("out_of_range", self.counts.out_of_range as f64);
+        metric("frozen", self.counts.frozen as f64);
+        Ok(())
+    }
 }
 
 impl QualityFilter {
@@ -106,9 +127,15 @@ impl QualityFilter {
         if let Some(&(min, max)) = self.ranges.get(&reading.sensor().kind)
             && !(min..=max).contains(&value)
         {
+            self.counts.out_of_range += 1;
             return Some(format!("out of range [{min}, {max}]"));
         }
-        frozen.then(|| format!("frozen: the same value {} times in a row", self.frozen_count))
+        if frozen {
+            self.counts.frozen += 1;
+            return Some(format!("frozen: the same value {} times in a row", self.frozen_count));
+        }
+        self.counts.accepted += 1;
+        None
     }
 
     /// Counts identical values in a row; true once the sensor looks frozen.

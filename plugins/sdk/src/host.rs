@@ -1,9 +1,11 @@
-//! What the host offers a plugin: its log, the virtual clock and a seeded random source.
+//! What the host offers a plugin: its log, the virtual clock, a seeded random source and the
+//! plugin's own metrics.
 //!
 //! In a wasm build these call the host's imports. In a native build (unit tests, benchmarks)
 //! there is no host, so they are deterministic stand-ins: `random` draws from a thread-local
 //! SplitMix64 generator seeded by `seed_native_random` (seed 0 by default), `now` returns the
-//! thread-local time set by `set_native_now` (0 by default) and `log` writes to stderr.
+//! thread-local time set by `set_native_now` (0 by default), `log` writes to stderr and `metric`
+//! keeps the values in a thread-local map that `native_metrics` returns.
 
 use crate::processor_bindings::garonne::plugin::types::Level;
 
@@ -44,6 +46,14 @@ pub fn random() -> u64 {
     backend::random()
 }
 
+/// Sets this plugin's metric `name` (lower-case snake case) to `value`: the host publishes the
+/// latest value of each with its own counters on `garonne/status/{instance}`, and the historian
+/// stores them (`garonne_plugin_metric`). For what the plugin alone knows: readings it rejected,
+/// windows it holds open. At most 64 names.
+pub fn metric(name: &str, value: f64) {
+    backend::metric(name, value);
+}
+
 /// A number in [0, 1) from the seeded generator.
 pub fn random_f64() -> f64 {
     // The top 53 bits fill an f64 mantissa exactly.
@@ -63,9 +73,16 @@ pub fn set_native_now(ms: i64) {
     native::NOW.set(ms);
 }
 
+/// Native builds only: the metrics this thread's plugin set with [`metric`], latest value per name.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn native_metrics() -> std::collections::BTreeMap<String, f64> {
+    native::METRICS.with_borrow(|metrics| metrics.clone())
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeMap;
 
     use super::Level;
 
@@ -73,6 +90,11 @@ mod native {
         /// The SplitMix64 state.
         pub static RANDOM: Cell<u64> = const { Cell::new(0) };
         pub static NOW: Cell<i64> = const { Cell::new(0) };
+        pub static METRICS: RefCell<BTreeMap<String, f64>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    pub fn metric(name: &str, value: f64) {
+        METRICS.with_borrow_mut(|metrics| metrics.insert(name.to_owned(), value));
     }
 
     pub fn log(level: Level, message: &str) {
@@ -127,5 +149,8 @@ mod tests {
         set_native_now(1_700_000_000_000);
         assert_eq!(now(), 1_700_000_000_000);
         log::info("native log goes to stderr");
+        metric("rejected", 1.0);
+        metric("rejected", 2.0);
+        assert_eq!(native_metrics().get("rejected"), Some(&2.0));
     }
 }

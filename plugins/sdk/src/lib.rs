@@ -75,9 +75,9 @@ mod sensor_model;
 mod types;
 
 pub use config::Config;
-pub use host::{log, now, random, random_f64};
+pub use host::{log, metric, now, random, random_f64};
 #[cfg(not(target_arch = "wasm32"))]
-pub use host::{seed_native_random, set_native_now};
+pub use host::{native_metrics, seed_native_random, set_native_now};
 /// Native tests: stations and configurations as the host gives them (`testing::stations`).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -90,7 +90,7 @@ pub use types::{Message, Position, Sensor, Station};
 pub mod processor_bindings {
     wit_bindgen::generate!({
         world: "processor",
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         default_bindings_module: "garonne_sdk::processor_bindings",
         pub_export_macro: true,
         export_macro_name: "__export_processor_world",
@@ -102,7 +102,7 @@ pub mod processor_bindings {
 pub mod sensor_model_bindings {
     wit_bindgen::generate!({
         world: "sensor-model",
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         default_bindings_module: "garonne_sdk::sensor_model_bindings",
         pub_export_macro: true,
         export_macro_name: "__export_sensor_model_world",
