@@ -95,6 +95,8 @@ impl StatsBoard {
     fn to_json(&self) -> serde_json::Value {
         json!({
             "state": "online",
+            // The historian stores a status at this time, so a retained one read again is one point.
+            "ts": crate::clock::wall_clock_millis(),
             "readings_in": self.readings_in.load(Ordering::Relaxed),
             "decode_errors": self.decode_errors(),
             "plugins": self.plugins(),

@@ -64,11 +64,14 @@ impl Mapping {
 /// The points of a host's or a historian's status message (`garonne/status/{instance}`), so
 /// that dashboards can chart them: `garonne_host` (readings in, decode errors),
 /// `garonne_plugin` (per plugin: calls, readings, messages, failures by cause, restarts, dead
-/// letters), `garonne_historian` (received, written, retried, spooled, rejected, ...). Every
-/// number becomes a float field; the time is `now`, as a status carries none. None: not a
-/// status this knows.
+/// letters), `garonne_plugin_metric` (per plugin: what it reports itself with `host.metric`),
+/// `garonne_historian` (received, written, retried, spooled, rejected, ...). Every number
+/// becomes a float field. The time is the status's own `ts` (ms), so that a retained status
+/// received again after a reconnection is the same point, not a new one; `now` for statuses of
+/// older hosts without it. None: not a status this knows.
 pub fn status_lines(topic: &str, status: &serde_json::Value, now: i64) -> Option<Vec<String>> {
     let instance = topic.strip_prefix("garonne/status/")?;
+    let time = status.get("ts").and_then(serde_json::Value::as_i64).unwrap_or(now);
     let mut lines = Vec::new();
     let mut push = |measurement: &str, tags: &[(&str, &str)], object: &serde_json::Value| {
         let mut line = String::from(measurement);
@@ -78,7 +81,12 @@ pub fn status_lines(topic: &str, status: &serde_json::Value, now: i64) -> Option
             line.push('=');
             escape_into(&mut line, value, &[',', '=', ' ']);
         }
-        let numbers = object.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k, v.as_f64()?)));
+        let numbers = object
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != "ts")
+            .filter_map(|(k, v)| Some((k, v.as_f64()?)));
         let mut separator = ' ';
         for (key, value) in numbers {
             line.push(separator);
@@ -88,14 +96,18 @@ pub fn status_lines(topic: &str, status: &serde_json::Value, now: i64) -> Option
             push_float(&mut line, value);
         }
         if separator == ',' {
-            let _ = write!(line, " {now}");
+            let _ = write!(line, " {time}");
             lines.push(line);
         }
     };
     if let Some(plugins) = status.get("plugins").and_then(|p| p.as_object()) {
         push("garonne_host", &[("instance", instance)], status);
         for (plugin, counters) in plugins {
-            push("garonne_plugin", &[("instance", instance), ("plugin", plugin)], counters);
+            let tags = [("instance", instance), ("plugin", plugin.as_str())];
+            push("garonne_plugin", &tags, counters);
+            if let Some(metrics) = counters.get("metrics") {
+                push("garonne_plugin_metric", &tags, metrics);
+            }
         }
     } else if status.get("role").and_then(|r| r.as_str()) == Some("historian") {
         push("garonne_historian", &[("instance", instance)], status);
@@ -186,6 +198,21 @@ mod tests {
     }
 
     #[test]
+    fn a_plugins_own_metrics_become_points_of_their_own_at_the_status_time() {
+        let host = serde_json::json!({"ts": 42, "readings_in": 10, "plugins": {"quality_filter":
+            {"calls": 3, "metrics": {"accepted": 9, "frozen": 1}}}});
+        let lines = status_lines("garonne/status/h", &host, 5).expect("a host status");
+        assert_eq!(
+            lines,
+            [
+                "garonne_host,instance=h readings_in=10.0 42",
+                "garonne_plugin,instance=h,plugin=quality_filter calls=3.0 42",
+                "garonne_plugin_metric,instance=h,plugin=quality_filter accepted=9.0,frozen=1.0 42"
+            ]
+        );
+    }
+
+    #[test]
     fn host_and_historian_statuses_become_metric_points() {
         let host = serde_json::json!({"state": "online", "readings_in": 10, "decode_errors": 1,
             "plugins": {"avg quartier": {"calls": 3, "restarts": 0}}});
@@ -200,6 +227,13 @@ mod tests {
         let historian = serde_json::json!({"role": "historian", "state": "online", "written": 7});
         let lines = status_lines("garonne/status/h", &historian, 5).expect("a historian status");
         assert_eq!(lines, ["garonne_historian,instance=h written=7.0 5"]);
+        let stamped = serde_json::json!({"role": "historian", "written": 7, "ts": 1_700_000_000_000_i64});
+        let lines = status_lines("garonne/status/h", &stamped, 5).expect("a historian status");
+        assert_eq!(
+            lines,
+            ["garonne_historian,instance=h written=7.0 1700000000000"],
+            "its own time, not a field"
+        );
         assert_eq!(status_lines("garonne/status/x", &serde_json::json!({"state": "offline"}), 5), None);
         assert_eq!(status_lines("toulouse/sensors/t/1", &host, 5), None);
     }

@@ -243,6 +243,7 @@ impl Metrics {
         let mut value = serde_json::to_value(self.snapshot()).unwrap_or_else(|_| json!({}));
         value["state"] = "online".into();
         value["role"] = "historian".into();
+        value["ts"] = crate::clock::wall_clock_millis().into();
         value
     }
 }

@@ -200,9 +200,15 @@ async fn filled_database() -> (InfluxDb, Mosquitto, i64) {
     running.stop().await;
     let metrics = historian.stop().await;
     assert_eq!((metrics.rejected, metrics.dead_letters, metrics.spooled), (0, 0, 0), "{metrics:?}");
-    for measurement in
-        ["sensors", "quartiers", "alerts", "garonne_host", "garonne_plugin", "garonne_historian"]
-    {
+    for measurement in [
+        "sensors",
+        "quartiers",
+        "alerts",
+        "garonne_host",
+        "garonne_plugin",
+        "garonne_plugin_metric",
+        "garonne_historian",
+    ] {
         let rows = db.select(&format!("SELECT * FROM \"{measurement}\" LIMIT 1")).await;
         assert!(!rows.is_empty(), "the run stored nothing in {measurement}");
     }
