@@ -101,7 +101,9 @@ pub struct RuntimeConfig {
     pub tick_ms: u64,
     /// Most readings given to a processor in one call.
     pub batch_max: usize,
-    /// Calls between two snapshots of a processor's state.
+    /// Calls between two snapshots of a processor's state, at the least: a plugin whose
+    /// snapshots are costly gets them less often, so that they take at most about a tenth of its
+    /// time (and never more than 100,000 readings apart).
     pub checkpoint_every: usize,
     /// Hot swap: when a processor's `.wasm` file changes, load the new build and hand it the
     /// running one's state, between two batches.

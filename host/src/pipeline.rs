@@ -459,7 +459,7 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
                     seed,
                 )
                 .map_err(start_error)?
-                .with_checkpoint_every(config.runtime.checkpoint_every);
+                .with_adaptive_checkpoints(config.runtime.checkpoint_every);
                 started.processors.push((supervisor, inputs(plugin_config, &config.mqtt.prefix)));
             }
             World::SensorModel => {

@@ -2,7 +2,8 @@
 //! the input that made it fail, and counts everything.
 //!
 //! State survives failures by checkpoint and journal: every `checkpoint_every` calls the host
-//! takes a `snapshot`, and it journals the calls made since. After a trap, a new instance gets
+//! takes a `snapshot` (or less often when snapshots are costly, see [`CHECKPOINT_SHARE`]), and
+//! it journals the calls made since. After a trap, a new instance gets
 //! `init`, the sensors, `restore(checkpoint)` and the journal replayed (outputs discarded, since
 //! they were published already), so it ends in the state the lost instance had before the
 //! failing call. The failing batch is then retried one reading at a time, so that only the
@@ -10,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::bindings::v0_2_0::types::{Message, Position, Readings, Sensor, Station};
 use super::engine::LoadedPlugin;
@@ -19,6 +20,15 @@ use super::limits::Limits;
 use super::state::MAX_METRICS;
 use crate::clock::VirtualClock;
 use crate::payload::Payload;
+
+/// Under adaptive pacing, the calls between two checkpoints take at least this many times what
+/// the last checkpoint cost: snapshots then take at most about a tenth of a plugin's time,
+/// however large its state (a 400 KB state costs 11 calls' worth per checkpoint; every 16 calls,
+/// that was 70 % of the plugin's time).
+pub const CHECKPOINT_SHARE: u32 = 10;
+/// ... but the journal never holds more readings than this: it bounds the journal's memory and
+/// the time of a replay after a trap.
+pub const MAX_JOURNAL_READINGS: usize = 100_000;
 
 /// Recoveries tried in a row before the call that needed the instance is given up.
 const MAX_RECOVERY_ATTEMPTS: u32 = 5;
@@ -101,6 +111,32 @@ impl Call {
     }
 }
 
+/// When the next checkpoint is due.
+#[derive(Default)]
+struct Pacing {
+    adaptive: bool,
+    /// Time spent in calls, and readings journaled, since the last checkpoint.
+    calls_time: Duration,
+    readings: usize,
+    /// What the last snapshot took.
+    last_cost: Duration,
+}
+
+impl Pacing {
+    fn due(&self, calls: usize, every: usize) -> bool {
+        if calls < every {
+            return false;
+        }
+        !self.adaptive
+            || self.calls_time >= self.last_cost * CHECKPOINT_SHARE
+            || self.readings >= MAX_JOURNAL_READINGS
+    }
+
+    fn checkpointed(&mut self, cost: Duration) {
+        *self = Self { adaptive: self.adaptive, last_cost: cost, ..Self::default() };
+    }
+}
+
 /// The sensors a processor has been told about, by dense index.
 #[derive(Default)]
 struct SensorRegistry {
@@ -170,6 +206,7 @@ pub struct ProcessorSupervisor {
     clock: VirtualClock,
     seed: u64,
     checkpoint_every: usize,
+    pacing: Pacing,
     instance: Option<PluginSandbox>,
     registry: SensorRegistry,
     checkpoint: Checkpoint,
@@ -195,6 +232,7 @@ impl ProcessorSupervisor {
             clock,
             seed,
             checkpoint_every: 16,
+            pacing: Pacing::default(),
             instance: None,
             registry: SensorRegistry::default(),
             checkpoint: Checkpoint { state: None, rng: seed },
@@ -207,9 +245,20 @@ impl ProcessorSupervisor {
         Ok(supervisor)
     }
 
-    /// Takes a snapshot every `calls` calls (1: after every call, the safest and slowest).
+    /// Takes a snapshot every `calls` calls exactly (1: after every call, the safest and
+    /// slowest).
     pub fn with_checkpoint_every(mut self, calls: usize) -> Self {
         self.checkpoint_every = calls.max(1);
+        self.pacing.adaptive = false;
+        self
+    }
+
+    /// Takes a snapshot after `calls` calls at the least, and later when snapshots are costly:
+    /// once the calls since the last one took [`CHECKPOINT_SHARE`] times its cost, or the
+    /// journal holds [`MAX_JOURNAL_READINGS`]. What `host run` does.
+    pub fn with_adaptive_checkpoints(mut self, calls: usize) -> Self {
+        self.checkpoint_every = calls.max(1);
+        self.pacing.adaptive = true;
         self
     }
 
@@ -299,7 +348,7 @@ impl ProcessorSupervisor {
         self.registry.announced = self.registry.sensors.len() as u32;
         self.registry.changed.clear();
         self.checkpoint = Checkpoint { state: Some(state), rng };
-        self.journal.clear();
+        self.clear_journal();
         Ok(())
     }
 
@@ -361,10 +410,13 @@ impl ProcessorSupervisor {
 
     fn attempt(&mut self, call: &Call) -> Result<Vec<Message>, CallError> {
         let instance = self.live_instance()?;
-        match call {
+        let started = Instant::now();
+        let result = match call {
             Call::Readings(batch) => instance.on_readings(batch),
             Call::Tick(now) => instance.on_tick(*now),
-        }
+        };
+        self.pacing.calls_time += started.elapsed();
+        result
     }
 
     /// The live instance, told about every sensor; recovered first if it was lost.
@@ -411,7 +463,7 @@ impl ProcessorSupervisor {
         }
         if !self.journal.is_empty() {
             tracing::warn!(plugin = self.name(), "dropping {} journaled calls", self.journal.len());
-            self.journal.clear();
+            self.clear_journal();
         }
         Err(last_error.unwrap_or(CallError::Failed(Failure::Trap("restart failed".into()))))
     }
@@ -438,22 +490,31 @@ impl ProcessorSupervisor {
                 }
             }
         } else {
-            self.journal.clear();
+            self.clear_journal();
         }
         Ok(instance)
     }
 
+    /// Forgets the journal, and what it cost, when a new checkpoint makes it useless.
+    fn clear_journal(&mut self) {
+        self.journal.clear();
+        self.pacing.checkpointed(self.pacing.last_cost);
+    }
+
     fn journal(&mut self, call: Call) {
+        self.pacing.readings += call.len();
         self.journal.push(call);
-        if self.journal.len() < self.checkpoint_every {
+        if !self.pacing.due(self.journal.len(), self.checkpoint_every) {
             return;
         }
         let Some(instance) = self.instance.as_mut() else { return };
         let rng = instance.rng_state();
+        let started = Instant::now();
         match instance.snapshot() {
             Ok(state) => {
                 self.checkpoint = Checkpoint { state: Some(state), rng };
                 self.journal.clear();
+                self.pacing.checkpointed(started.elapsed());
             }
             Err(error) => {
                 // The journal is kept: the next recovery replays it from the older checkpoint.
@@ -666,6 +727,26 @@ mod tests {
         assert_eq!(registry.index_of(&reading("a", "K")), Some(0));
         assert_eq!(registry.changed, vec![0]);
         assert_eq!(registry.sensors[0].unit, "K");
+    }
+
+    #[test]
+    fn a_costly_checkpoint_waits_for_ten_times_its_cost_in_calls_or_a_full_journal() {
+        let ms = Duration::from_millis;
+        let mut pacing = Pacing { adaptive: true, ..Pacing::default() };
+        assert!(!pacing.due(15, 16), "never before the minimum of calls");
+        assert!(pacing.due(16, 16), "the first checkpoint comes at the minimum");
+        pacing.checkpointed(ms(8));
+        pacing.calls_time = ms(79);
+        assert!(!pacing.due(40, 16), "79 ms of calls for an 8 ms snapshot: not yet");
+        pacing.calls_time = ms(80);
+        assert!(pacing.due(40, 16));
+        pacing.checkpointed(ms(8));
+        pacing.readings = MAX_JOURNAL_READINGS;
+        assert!(pacing.due(16, 16), "a full journal forces it");
+        let mut fixed = Pacing { adaptive: false, last_cost: ms(1000), ..Pacing::default() };
+        assert!(fixed.due(16, 16), "fixed pacing ignores the cost");
+        fixed.checkpointed(ms(1000));
+        assert!(!fixed.adaptive, "the mode survives a checkpoint");
     }
 
     #[test]
