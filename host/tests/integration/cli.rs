@@ -420,3 +420,40 @@ fn plugin_test_takes_the_limits_and_names_the_flag_to_raise() {
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("raise --"), "{stderr}");
 }
+
+/// Away from a checkout with the tools installed, `build.sh` says how to install its tool, at
+/// the pinned version.
+#[test]
+fn a_build_script_without_its_tool_says_how_to_install_it() {
+    use garonne::scaffold::{Kind, Lang, Scaffold};
+    for (lang, install, pin_file, pin) in [
+        (
+            Lang::Python,
+            ".venv/bin/pip install -r requirements.txt",
+            "requirements.txt",
+            "componentize-py==0.25.1",
+        ),
+        (Lang::Js, "npm install", "package.json", r#""@bytecodealliance/componentize-js": "0.23.0""#),
+    ] {
+        let dir = temp_dir("no-tool").join("heat_alert");
+        let scaffold = Scaffold {
+            name: "heat_alert".into(),
+            kind: Kind::Processor,
+            lang,
+            dir: dir.clone(),
+            sdk: "/nonexistent/sdk".into(),
+            tools: "/nonexistent/plugins".into(),
+        };
+        scaffold.create().expect("created");
+        let built = Command::new(dir.join("build.sh"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("build.sh");
+        let stderr = text(&built.stderr);
+        assert!(!built.status.success(), "{lang:?}: {stderr}");
+        assert!(stderr.contains(install), "{lang:?}: {stderr}");
+        let pins = std::fs::read_to_string(dir.join(pin_file)).expect("the pin file");
+        assert!(pins.contains(pin), "{lang:?}: {pins}");
+    }
+}
