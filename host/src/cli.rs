@@ -199,7 +199,7 @@ pub enum PluginCommand {
         A call that runs past a limit fails the test and names the flag to raise; a JavaScript\n\
         plugin needs --memory-mib 128 --call-deadline-ms 1000.")]
     Test(Box<TestArgs>),
-    /// Create a new plugin crate, ready to build and test.
+    /// Create a new plugin in Rust, Python or JavaScript, ready to build and test.
     #[command(after_help = "Examples:\n  \
         host plugin new heat_alert\n  \
         host plugin new my_weather --kind sensor-model --dir plugins/my_weather\n  \
