@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use garonne::sandbox::Limits;
 
 #[derive(Parser)]
 #[command(
@@ -190,16 +191,22 @@ pub enum PluginCommand {
         host plugin test rolling_stats.wasm --input plugins/rolling_stats/testdata/input.jsonl\n  \
         host plugin test rolling_stats.wasm --input input.jsonl --set window_s=60 --expect expected.jsonl\n  \
         host plugin test synthetic.wasm --stations data/stations/meteo.json \\\n      \
-        --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z --interval-s 900\n\n\
+        --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z --interval-s 900\n  \
+        host plugin test rolling_median.wasm --input input.jsonl --memory-mib 128 --call-deadline-ms 1000\n\n\
         Emitted messages go to stdout as JSON lines, with their topic; what the plugin could not\n\
         process goes to stderr. Time follows the readings' own timestamps: on-tick runs each time\n\
-        event time crosses a multiple of --tick-s, and once more --flush-s after the last reading.")]
+        event time crosses a multiple of --tick-s, and once more --flush-s after the last reading.\n\
+        A call that runs past a limit fails the test and names the flag to raise; a JavaScript\n\
+        plugin needs --memory-mib 128 --call-deadline-ms 1000.")]
     Test(Box<TestArgs>),
-    /// Create a new plugin crate, ready to build and test.
+    /// Create a new plugin in Rust, Python or JavaScript, ready to build and test.
     #[command(after_help = "Examples:\n  \
         host plugin new heat_alert\n  \
-        host plugin new my_weather --kind sensor-model --dir plugins/my_weather\n\n\
-        Then, in the new folder: cargo build --release, and the `host plugin test` command it prints.")]
+        host plugin new my_weather --kind sensor-model --dir plugins/my_weather\n  \
+        host plugin new heat_alert --lang python\n  \
+        host plugin new heat_alert --lang js --kind sensor-model\n\n\
+        Then, in the new folder: the build command and the `host plugin test` command it prints\n\
+        (cargo build --release in Rust, ./build.sh in Python and JavaScript).")]
     New(NewArgs),
 }
 
@@ -210,7 +217,9 @@ pub struct NewArgs {
     /// What it is.
     #[arg(long, value_enum, default_value = "processor")]
     pub kind: PluginKind,
-    /// Its language (Rust only for now).
+    /// Its language. Python needs componentize-py 0.25.1 and JavaScript componentize-js 0.23.0:
+    /// the build script uses those of this checkout (`cargo xtask build-plugins` installs them)
+    /// or says how to install them.
     #[arg(long, value_enum, default_value = "rust")]
     pub lang: PluginLang,
     /// The folder to create (default: ./NAME).
@@ -230,6 +239,8 @@ pub enum PluginKind {
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PluginLang {
     Rust,
+    Python,
+    Js,
 }
 
 #[derive(Args)]
@@ -272,4 +283,35 @@ pub struct TestArgs {
     /// Sensor models: virtual seconds between ticks.
     #[arg(long, default_value_t = 60.0)]
     pub interval_s: f64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The plugin's limits, as `[plugin.limits]` of a pipeline file sets them (same names).
+#[derive(Args)]
+#[command(next_help_heading = "Limits (as [plugin.limits] in a pipeline file)")]
+pub struct LimitArgs {
+    /// Memory the plugin may grow to, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().memory_mib)]
+    pub memory_mib: u64,
+    /// CPU time one call may take, in ms.
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().call_deadline_ms)]
+    pub call_deadline_ms: u64,
+    /// CPU time of init and restore, in ms.
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().init_deadline_ms)]
+    pub init_deadline_ms: u64,
+    /// Messages one call may return.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_messages)]
+    pub max_messages: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_mib: self.memory_mib,
+            call_deadline_ms: self.call_deadline_ms,
+            init_deadline_ms: self.init_deadline_ms,
+            max_messages: self.max_messages,
+        }
+    }
 }

@@ -264,29 +264,39 @@ fn historian(args: HistorianArgs) -> anyhow::Result<()> {
 }
 
 fn new_plugin(args: cli::NewArgs) -> anyhow::Result<()> {
-    use garonne::scaffold::{Kind, Scaffold};
-    let cli::PluginLang::Rust = args.lang;
-    let sdk = match args.sdk {
-        Some(sdk) => sdk,
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk"),
+    use garonne::scaffold::{Kind, Lang, Scaffold};
+    let lang = match args.lang {
+        cli::PluginLang::Rust => Lang::Rust,
+        cli::PluginLang::Python => Lang::Python,
+        cli::PluginLang::Js => Lang::Js,
     };
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!("the Garonne SDK is not at {}: give its folder with --sdk", sdk.display())
-    })?;
+    // The checkout this host was built from: its SDK, and its Python and JavaScript build tools.
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let plugins = plugins.canonicalize().unwrap_or(plugins);
+    let sdk = args.sdk.unwrap_or_else(|| plugins.join("sdk"));
+    let sdk = match (sdk.canonicalize(), lang) {
+        (Ok(sdk), _) => sdk,
+        (Err(_), Lang::Rust) => {
+            anyhow::bail!("the Garonne SDK is not at {}: give its folder with --sdk", sdk.display())
+        }
+        (Err(_), _) => sdk,
+    };
     let kind = match args.kind {
         cli::PluginKind::Processor => Kind::Processor,
         cli::PluginKind::SensorModel => Kind::SensorModel,
     };
     let dir = args.dir.unwrap_or_else(|| args.name.clone().into());
-    let scaffold = Scaffold { name: args.name, kind, dir, sdk };
+    let scaffold = Scaffold { name: args.name, kind, lang, dir, sdk, tools: plugins };
     let files = scaffold.create()?;
     println!("created {} files in {}:", files.len(), scaffold.dir.display());
     for file in &files {
         println!("  {}", file.display());
     }
     println!("\nnext, in {}:", scaffold.dir.display());
-    println!("  rustup target add wasm32-wasip2   # once");
-    println!("  cargo build --release");
+    if lang == Lang::Rust {
+        println!("  rustup target add wasm32-wasip2   # once");
+    }
+    println!("  {}", scaffold.build_command());
     println!("  {}", scaffold.test_command());
     Ok(())
 }

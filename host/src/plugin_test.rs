@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use garonne::config::flat_config;
 use garonne::replay::{self, ReplayOptions, ReplayOutput};
-use garonne::sandbox::{PluginEngine, World};
+use garonne::sandbox::{Failure, Limits, PluginEngine, World};
 
 use crate::cli::TestArgs;
 
@@ -19,11 +19,37 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
                 bail!("a processor needs readings to replay: give --input FILE.jsonl");
             };
             let readings = replay::read_readings(input)?;
-            replay::replay_processor(plugin, &readings, &options)?
+            replay::replay_processor(plugin, &readings, &options).map_err(anyhow::Error::from)
         }
-        World::SensorModel => run_model(plugin, &args, &options)?,
+        World::SensorModel => run_model(plugin, &args, &options),
     };
-    report(&args, &output)
+    let output = output.map_err(|error| match flag_to_raise(&format!("{error:#}"), &options.limits) {
+        Some(flag) => anyhow::anyhow!("{error:#}\n{}", raise(&flag)),
+        None => error,
+    })?;
+    report(&args, &output, &options.limits)
+}
+
+/// The limit flag (and its value now) that `reason` ran into, if it is a limit.
+fn flag_to_raise(reason: &str, limits: &Limits) -> Option<(&'static str, u64)> {
+    let call_deadline = Failure::Deadline { ms: limits.call_deadline_ms }.to_string();
+    let init_deadline = Failure::Deadline { ms: limits.init_deadline_ms }.to_string();
+    if reason.contains(&format!("over its cap of {} MiB", limits.memory_mib)) {
+        Some(("--memory-mib", limits.memory_mib))
+    } else if reason.contains(&call_deadline) {
+        Some(("--call-deadline-ms", limits.call_deadline_ms))
+    } else if reason.contains(&init_deadline) {
+        Some(("--init-deadline-ms", limits.init_deadline_ms))
+    } else {
+        None
+    }
+}
+
+fn raise((flag, now): &(&str, u64)) -> String {
+    let key = flag.trim_start_matches("--").replace('-', "_");
+    format!(
+        "The plugin ran past a limit: raise {flag} (now {now}); in a pipeline file, `{key}` in [plugin.limits]."
+    )
 }
 
 fn options(args: &TestArgs) -> anyhow::Result<ReplayOptions> {
@@ -50,7 +76,7 @@ fn options(args: &TestArgs) -> anyhow::Result<ReplayOptions> {
         tick_ms: (args.tick_s * 1000.0) as i64,
         flush_ms: (args.flush_s * 1000.0) as i64,
         seed: args.seed,
-        ..ReplayOptions::default()
+        limits: args.limits.limits(),
     })
 }
 
@@ -72,16 +98,30 @@ fn run_model(
     Ok(replay::run_sensor_model(plugin, stations, from, to, interval_ms, options)?)
 }
 
-fn report(args: &TestArgs, output: &ReplayOutput) -> anyhow::Result<()> {
+fn report(args: &TestArgs, output: &ReplayOutput, limits: &Limits) -> anyhow::Result<()> {
+    let mut limits_hit = Vec::new();
     for letter in &output.dead_letters {
         let readings: Vec<String> =
             letter.readings.iter().map(|r| format!("{}={}", r.sensor_id, r.value)).collect();
         eprintln!("dead letter: {} (readings: {})", letter.reason, readings.join(", "));
+        if let Some(flag) = flag_to_raise(&letter.reason, limits).filter(|f| !limits_hit.contains(f)) {
+            limits_hit.push(flag);
+        }
     }
-    let Some(expect) = &args.expect else {
+    if args.expect.is_none() {
         for line in &output.lines {
             println!("{line}");
         }
+    }
+    if !limits_hit.is_empty() {
+        let advice: Vec<String> = limits_hit.iter().map(raise).collect();
+        let calls = match output.dead_letters.len() {
+            1 => "1 call failed (the dead letter above)".to_owned(),
+            n => format!("{n} calls failed (the dead letters above)"),
+        };
+        bail!("{calls}.\n{}", advice.join("\n"));
+    }
+    let Some(expect) = &args.expect else {
         return Ok(());
     };
     let expected = replay::read_expected(expect)?;

@@ -70,5 +70,10 @@ pub const SUPPORTED_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
 /// The version new plugins are built against (`host plugin new`, the SDK).
 pub const LATEST_VERSION: &str = SUPPORTED_VERSIONS[0];
 
+/// The text of the newest WIT version, which `host plugin new` copies into Python and
+/// JavaScript plugins (they build against a WIT file of their own). The one place that names it:
+/// a new version is one change here.
+pub const LATEST_WIT: &str = include_str!("../../../wit/v0.2.0/plugin.wit");
+
 /// The WIT package every plugin is built against.
 pub const PACKAGE: &str = "garonne:plugin";

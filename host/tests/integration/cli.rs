@@ -276,6 +276,47 @@ fn the_demo_stores_its_streams_with_the_historian_in_line_protocol_files() {
     }
 }
 
+/// `host plugin new NAME --lang LANG --kind KIND` in a fresh folder; returns the folder and the
+/// two commands it prints, to build the plugin and to test it.
+fn new_plugin(name: &str, lang: &str, kind: &str) -> (PathBuf, String, String) {
+    let dir = temp_dir("scaffold").join(name);
+    let created =
+        host(&["plugin", "new", name, "--lang", lang, "--kind", kind, "--dir", dir.to_str().expect("utf-8")]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let printed = text(&created.stdout);
+    let next: Vec<&str> =
+        printed.lines().skip_while(|l| !l.starts_with("next")).skip(1).map(str::trim).collect();
+    let build = next.iter().rev().nth(1).expect("a build command").to_string();
+    let test = next.last().filter(|l| l.starts_with("host plugin test")).expect("a test command").to_string();
+    (dir, build, test)
+}
+
+/// Runs a printed `host plugin test` command in `dir` (with `wasm` instead of the command's own
+/// path, if given); checks that `messages` messages match its expectation.
+fn passes_its_own_test(
+    dir: &std::path::Path,
+    command: &str,
+    wasm: Option<&std::path::Path>,
+    messages: usize,
+) {
+    let mut args: Vec<String> = command.split_whitespace().skip(1).map(str::to_owned).collect();
+    if let Some(wasm) = wasm {
+        args[2] = wasm.to_str().expect("utf-8").to_owned();
+    }
+    let tested = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(&args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", temp_dir("cli-cache"))
+        .output()
+        .expect("host");
+    let stderr = text(&tested.stderr);
+    assert!(tested.status.success(), "{command}: {stderr}");
+    // The count guards against an expectation that lost its lines.
+    let ok = format!("ok: the {messages} messages match testdata/expected.jsonl");
+    assert!(stderr.contains(&ok), "{command}: {stderr}");
+    assert!(!stderr.contains("dead letter"), "{command}: {stderr}");
+}
+
 /// `host plugin new`, then the commands it prints: the new plugin builds and passes its own
 /// test, for each kind.
 #[test]
@@ -283,17 +324,9 @@ fn a_new_plugin_of_each_kind_builds_and_passes_its_own_test() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     // Shared between runs, so the SDK's dependencies are compiled once.
     let target = root.join("plugins/target/scaffold-test");
-    let folder = temp_dir("scaffold");
-    for (name, kind) in [("heat_alert", "processor"), ("my_weather", "sensor-model")] {
-        let dir = folder.join(name);
-        let created = host(&["plugin", "new", name, "--kind", kind, "--dir", dir.to_str().expect("utf-8")]);
-        assert!(created.status.success(), "{}", text(&created.stderr));
-        let printed = text(&created.stdout);
-        let test_line = printed
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("host plugin test"))
-            .expect("a test command");
+    for (name, kind, messages) in [("heat_alert", "processor", 4), ("my_weather", "sensor-model", 6)] {
+        let (dir, build, test) = new_plugin(name, "rust", kind);
+        assert_eq!(build, "cargo build --release");
         let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet"])
             .current_dir(&dir)
@@ -303,15 +336,124 @@ fn a_new_plugin_of_each_kind_builds_and_passes_its_own_test() {
         assert!(built.status.success(), "{name} does not build: {}", text(&built.stderr));
         // The printed command, with the build where CARGO_TARGET_DIR put it.
         let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
-        let mut args: Vec<String> = test_line.split_whitespace().skip(1).map(str::to_owned).collect();
-        args[2] = wasm.to_str().expect("utf-8").to_owned();
-        let tested = Command::new(env!("CARGO_BIN_EXE_host"))
-            .args(&args)
-            .current_dir(&dir)
-            .env("XDG_CACHE_HOME", temp_dir("cli-cache"))
+        passes_its_own_test(&dir, &test, Some(&wasm), messages);
+    }
+}
+
+/// The same in Python or JavaScript: `./build.sh` finds the build tool that `cargo xtask
+/// build-plugins` installed in this checkout (no network), and the test command it prints gives
+/// the limits the language needs. Each build takes 10 to 30 s, and compiling the component as
+/// much again: about a minute per plugin.
+fn new_guest_plugins_build_and_pass_their_own_test(lang: &str, limits: &str) {
+    for (name, kind, messages) in [("heat_alert", "processor", 4), ("my_weather", "sensor-model", 6)] {
+        let (dir, build, test) = new_plugin(name, lang, kind);
+        assert_eq!(build, "./build.sh");
+        assert!(dir.join("wit/plugin.wit").is_file(), "the WIT is in the plugin's folder");
+        let built = Command::new(dir.join("build.sh")).current_dir(&dir).output().expect("build.sh");
+        assert!(
+            built.status.success(),
+            "{lang} {name} does not build: {}{}",
+            text(&built.stdout),
+            text(&built.stderr)
+        );
+        assert!(dir.join(format!("{name}.wasm")).is_file(), "{lang} {name}: no {name}.wasm");
+        assert!(test.starts_with(&format!("host plugin test {name}.wasm ")), "{test}");
+        assert!(test.ends_with(limits), "{test}");
+        passes_its_own_test(&dir, &test, None, messages);
+    }
+}
+
+#[test]
+fn a_new_python_plugin_of_each_kind_builds_and_passes_its_own_test() {
+    new_guest_plugins_build_and_pass_their_own_test("python", "--memory-mib 64 --call-deadline-ms 500");
+}
+
+#[test]
+fn a_new_javascript_plugin_of_each_kind_builds_and_passes_its_own_test() {
+    new_guest_plugins_build_and_pass_their_own_test("js", "--memory-mib 128 --call-deadline-ms 1000");
+}
+
+/// `hostile` with `mode` on a poison reading, under the given limit flags.
+fn hostile_test(mode: &str, limits: &[&str]) -> Output {
+    let input = temp_dir("limits").join("input.jsonl");
+    let line = |value: u32, second: u32| {
+        format!(
+            r#"{{"sensor_id":"a","kind":"temperature","value":{value},"unit":"°C","ts":"2026-11-29T08:00:0{second}Z"}}"#
+        )
+    };
+    std::fs::write(&input, format!("{}\n{}\n", line(1, 0), line(13, 1))).expect("write");
+    let wasm = plugin("hostile");
+    let mode = format!("mode={mode}");
+    let mut args =
+        vec!["plugin", "test", wasm.to_str().expect("utf-8"), "--input", input.to_str().expect("utf-8")];
+    args.extend(["--set", &mode, "--set", "poison=13"]);
+    args.extend(limits);
+    host(&args)
+}
+
+#[test]
+fn plugin_test_takes_the_limits_and_names_the_flag_to_raise() {
+    // An endless loop, stopped at the deadline the flag gave.
+    let output = hostile_test("loop", &["--call-deadline-ms", "50"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("dead letter: plugin ran past its CPU deadline of 50 ms"), "{stderr}");
+    assert!(stderr.contains("raise --call-deadline-ms (now 50)"), "{stderr}");
+    assert!(stderr.contains("`call_deadline_ms` in [plugin.limits]"), "{stderr}");
+    // The reading before the poison one was processed: its message is still printed.
+    assert_eq!(text(&output.stdout).lines().count(), 1, "{}", text(&output.stdout));
+
+    let output = hostile_test("oom", &["--memory-mib", "8"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("over its cap of 8 MiB"), "{stderr}");
+    assert!(stderr.contains("raise --memory-mib (now 8)"), "{stderr}");
+
+    // Too little memory to start at all.
+    let output = hostile_test("oom", &["--memory-mib", "1"]);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("the plugin failed to start"), "{stderr}");
+    assert!(stderr.contains("raise --memory-mib (now 1)"), "{stderr}");
+
+    // Without the poison reading's trouble (`error` keeps the instance), no limit is blamed.
+    let output = hostile_test("error", &["--call-deadline-ms", "50"]);
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("raise --"), "{stderr}");
+}
+
+/// Away from a checkout with the tools installed, `build.sh` says how to install its tool, at
+/// the pinned version.
+#[test]
+fn a_build_script_without_its_tool_says_how_to_install_it() {
+    use garonne::scaffold::{Kind, Lang, Scaffold};
+    for (lang, install, pin_file, pin) in [
+        (
+            Lang::Python,
+            ".venv/bin/pip install -r requirements.txt",
+            "requirements.txt",
+            "componentize-py==0.25.1",
+        ),
+        (Lang::Js, "npm install", "package.json", r#""@bytecodealliance/componentize-js": "0.23.0""#),
+    ] {
+        let dir = temp_dir("no-tool").join("heat_alert");
+        let scaffold = Scaffold {
+            name: "heat_alert".into(),
+            kind: Kind::Processor,
+            lang,
+            dir: dir.clone(),
+            sdk: "/nonexistent/sdk".into(),
+            tools: "/nonexistent/plugins".into(),
+        };
+        scaffold.create().expect("created");
+        let built = Command::new(dir.join("build.sh"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
             .output()
-            .expect("host");
-        assert!(tested.status.success(), "{name}: {}", text(&tested.stderr));
-        assert!(text(&tested.stderr).contains("match testdata/expected.jsonl"), "{}", text(&tested.stderr));
+            .expect("build.sh");
+        let stderr = text(&built.stderr);
+        assert!(!built.status.success(), "{lang:?}: {stderr}");
+        assert!(stderr.contains(install), "{lang:?}: {stderr}");
+        let pins = std::fs::read_to_string(dir.join(pin_file)).expect("the pin file");
+        assert!(pins.contains(pin), "{lang:?}: {pins}");
     }
 }
