@@ -106,8 +106,10 @@ pub struct RuntimeConfig {
     pub tick_ms: u64,
     /// Most readings given to a processor in one call.
     pub batch_max: usize,
-    /// Readings waiting for one processor. A full queue pauses the input connection, or the
-    /// worker of a plugin it reads in process: memory stays bounded and nothing is dropped.
+    /// Slots of each processor's queue: a reading from the broker, or what one call of a plugin
+    /// it reads in process emitted (at most that plugin's `max_messages`). A full queue pauses
+    /// the input connection, or the worker of that plugin: memory stays bounded and nothing is
+    /// dropped.
     pub queue_capacity: usize,
     /// Calls between two snapshots of a processor's state.
     pub checkpoint_every: usize,

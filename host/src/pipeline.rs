@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Packet, QoS, Request};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -108,6 +108,8 @@ impl StatsBoard {
 
 enum Work {
     Reading(Payload),
+    /// What one call of a plugin read in process emitted, in one slot and one wake-up.
+    Readings(Vec<Payload>),
     Tick(i64),
     /// A new build of the plugin (hot swap), taken between two batches.
     Swap(Arc<LoadedPlugin>),
@@ -132,9 +134,41 @@ impl Consumer {
     }
 
     /// Waits for room in the queue: a slow reader slows its upstream down, nothing is dropped.
-    fn send(&self, payload: Payload) {
-        if self.queue.blocking_send(Work::Reading(payload)).is_err() {
-            tracing::warn!(plugin = self.name, "stopped: a message was not handed over to it");
+    fn send(&self, payloads: Vec<Payload>) {
+        if self.queue.blocking_send(Work::Readings(payloads)).is_err() {
+            tracing::warn!(plugin = self.name, "stopped: messages were not handed over to it");
+        }
+    }
+}
+
+/// The messages of one call (a batch, a tick) for each in-process reader, handed over together:
+/// one queue slot and one wake-up of the reader per call, not per message, which is what the
+/// broker path cost.
+struct Handover<'a> {
+    readers: &'a [Consumer],
+    batches: Vec<Vec<Payload>>,
+}
+
+impl<'a> Handover<'a> {
+    fn new(readers: &'a [Consumer]) -> Self {
+        Self { readers, batches: readers.iter().map(|_| Vec::new()).collect() }
+    }
+
+    fn add(&mut self, topic: &str, payload: Payload) {
+        let wanted: Vec<usize> = (0..self.readers.len()).filter(|&i| self.readers[i].wants(topic)).collect();
+        if let Some((&last, others)) = wanted.split_last() {
+            for &i in others {
+                self.batches[i].push(payload.clone());
+            }
+            self.batches[last].push(payload);
+        }
+    }
+
+    fn send(self) {
+        for (reader, batch) in self.readers.iter().zip(self.batches) {
+            if !batch.is_empty() {
+                reader.send(batch);
+            }
         }
     }
 }
@@ -157,49 +191,62 @@ impl Publisher {
         Self { downstream: Arc::new(downstream), ..self.clone() }
     }
 
+    /// Queues a message for the output connection. A `try_publish` is a push on rumqttc's
+    /// request channel; `block_on` for every message cost this thread a park and a wake-up per
+    /// message (the load bench's `perf`), so it is kept for when the channel is full.
     fn publish(&self, topic: String, bytes: Vec<u8>, retain: bool) {
-        let result = self.runtime.block_on(self.client.publish(topic, self.qos, retain, bytes));
+        let result = match self.client.try_publish(topic, self.qos, retain, bytes) {
+            Err(ClientError::TryRequest(Request::Publish(publish))) => self
+                .runtime
+                .block_on(self.client.publish_bytes(publish.topic, self.qos, retain, publish.payload)),
+            other => other,
+        };
         if let Err(error) = result {
             tracing::error!("cannot queue a message for the broker: {error}");
         }
     }
 
-    fn reading(&self, reading: Payload) {
-        match reading.encode() {
-            Ok(bytes) => {
-                let topic = topic::reading(&self.prefix, &reading.kind, &reading.sensor_id);
-                self.publish_and_hand_over(topic, bytes, reading);
+    /// A sensor model's readings of one tick.
+    fn readings(&self, readings: Vec<Payload>) {
+        let mut handover = Handover::new(&self.downstream);
+        for reading in readings {
+            match reading.encode() {
+                Ok(bytes) => {
+                    let topic = topic::reading(&self.prefix, &reading.kind, &reading.sensor_id);
+                    self.publish_and_hand_over(topic, bytes, reading, &mut handover);
+                }
+                Err(error) => tracing::warn!(sensor = reading.sensor_id, "reading not published: {error}"),
             }
-            Err(error) => tracing::warn!(sensor = reading.sensor_id, "reading not published: {error}"),
         }
+        handover.send();
     }
 
-    fn message(&self, plugin: &str, message: Message) {
+    fn message(&self, plugin: &str, message: Message, handover: &mut Handover) {
         let Some(topic) = topic::under_prefix(&self.prefix, &message.topic) else {
             tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
             return;
         };
         let payload = Payload::from(message);
         match payload.encode() {
-            Ok(bytes) => self.publish_and_hand_over(topic, bytes, payload),
+            Ok(bytes) => self.publish_and_hand_over(topic, bytes, payload, handover),
             Err(error) => tracing::warn!(plugin, "message on {topic} not published: {error}"),
         }
     }
 
     /// The broker gets every message (the map and the historian see every stage); the
     /// in-process readers get those their filters take, without a second trip.
-    fn publish_and_hand_over(&self, topic: String, bytes: Vec<u8>, payload: Payload) {
+    fn publish_and_hand_over(
+        &self,
+        topic: String,
+        bytes: Vec<u8>,
+        payload: Payload,
+        handover: &mut Handover,
+    ) {
         if self.downstream.is_empty() {
             return self.publish(topic, bytes, false);
         }
         self.publish(topic.clone(), bytes, false);
-        let readers: Vec<&Consumer> = self.downstream.iter().filter(|c| c.wants(&topic)).collect();
-        if let Some((last, others)) = readers.split_last() {
-            for reader in others {
-                reader.send(payload.clone());
-            }
-            last.send(payload);
-        }
+        handover.add(&topic, payload);
     }
 
     fn dead_letter(&self, plugin: &str, letter: &DeadLetter) {
@@ -218,9 +265,11 @@ impl Publisher {
         for letter in &outcome.dead_letters {
             self.dead_letter(plugin, letter);
         }
+        let mut handover = Handover::new(&self.downstream);
         for message in outcome.messages {
-            self.message(plugin, message);
+            self.message(plugin, message, &mut handover);
         }
+        handover.send();
     }
 }
 
@@ -843,6 +892,7 @@ impl Next {
     fn take(&mut self, work: Work, batch: &mut Vec<Payload>) {
         match work {
             Work::Reading(reading) => batch.push(reading),
+            Work::Readings(mut readings) => batch.append(&mut readings),
             Work::Tick(now) => self.tick = Some(now),
             Work::Swap(plugin) => self.swap = Some(plugin),
             Work::Stop => self.stop = true,
@@ -866,9 +916,7 @@ fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
                     break;
                 }
                 let (readings, dead_letter) = run.supervisor.tick(next);
-                for reading in readings {
-                    run.publisher.reading(reading);
-                }
+                run.publisher.readings(readings);
                 if let Some(letter) = dead_letter {
                     run.publisher.dead_letter(&name, &letter);
                 }
