@@ -209,3 +209,62 @@ async fn a_stop_with_a_backlog_stops_the_readers_after_the_plugins_they_read() {
     assert!(medians > 0, "rolling_median processed nothing");
     assert_eq!(stats["rolling_stats"].readings_in, medians, "rolling_stats got all rolling_median's output");
 }
+
+/// Waits until `ok` holds for the counters of `name` (at most 30 s).
+async fn wait_stats(running: &RunningPipeline, name: &str, ok: impl Fn(&PluginStats) -> bool) -> PluginStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = running.stats.plugins().get(name).cloned().unwrap_or_default();
+        if ok(&stats) || tokio::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_builds_of_both_ends_of_a_chain_take_over_without_losing_a_reading() {
+    let mosquitto = Mosquitto::start();
+    let folder = temp_dir("chain-builds");
+    let mut config = chain(&["toulouse/sensors/#"], &["plugin:quality_filter:toulouse/clean/#"]);
+    for plugin_config in &mut config.plugins {
+        let live = folder.join(plugin_config.path.file_name().expect("a file name"));
+        std::fs::copy(&plugin_config.path, &live).expect("copy the build");
+        plugin_config.path = live;
+    }
+    let builds: Vec<_> = config.plugins.iter().map(|p| p.path.clone()).collect();
+    config.mqtt.url = Some(mosquitto.url());
+    config.runtime.watch = true;
+    let running = RunningPipeline::start(config).await.expect("pipeline starts");
+    let mut client =
+        TestClient::connect(mosquitto.port, &["toulouse/quartiers/#", "toulouse/unassigned/#"]).await;
+    let (readings, clean) = recorded_readings(20);
+    let (first, second) = readings.split_at(readings.len() / 2);
+    for (topic, json) in first {
+        client.publish(topic, json.clone()).await;
+    }
+    // New builds of both, as a build writes them: a new file renamed over the old one.
+    for live in &builds {
+        let temp = live.with_extension("partial");
+        std::fs::copy(live, &temp).expect("copy");
+        std::fs::rename(&temp, live).expect("rename");
+    }
+    for name in ["quality_filter", "avg_quartier"] {
+        let stats = wait_stats(&running, name, |s| s.swaps == 1).await;
+        assert_eq!(stats.swaps, 1, "{name} took its new build: {stats:?}");
+    }
+    for (topic, json) in second {
+        client.publish(topic, json.clone()).await;
+    }
+    let flush = readings[0].1.replace(&format!("\"ts\":{T0}"), &format!("\"ts\":{FLUSH_TS}"));
+    client.publish(&readings[0].0, flush).await;
+    let mut total = 0.0;
+    while total < clean as f64 {
+        let got = client.collect_json(1, Duration::from_secs(10), |_, _| true).await;
+        let Some((_, json)) = got.into_iter().next() else { break };
+        total += json["fields"]["count"].as_f64().expect("a count");
+    }
+    assert_eq!(total, clean as f64, "every clean reading in the windows once, across both swaps");
+    let stats = running.stop().await;
+    assert_eq!(stats["avg_quartier"].readings_in, clean as u64 + 1);
+}
