@@ -279,8 +279,22 @@ class Target:
         stop_process(self.proc)
         if self.proc is not None and self.kind == "python":
             self.stderr.flush()
+        if self.kind == "host":
+            self.end_sessions()
         self.stderr.close()
         self.proc = None
+
+    def end_sessions(self):
+        """The host keeps persistent sessions. Left behind, Mosquitto would queue the next steps'
+        readings for a host that is gone, drop what passes max_queued_messages (counted in $SYS,
+        though nothing under test lost it), and hand the rest to the next host at its start."""
+        for client_id in ("garonne-bench", "garonne-bench-in"):
+            try:
+                sock = mqttload.connect(self.bench.mosquitto.port, client_id)  # clean session
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+                sock.close()
+            except OSError as error:
+                log(f"cannot end the session of {client_id}: {error}")
 
 
 class Bench:
