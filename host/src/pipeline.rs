@@ -154,14 +154,16 @@ impl<'a> Handover<'a> {
         Self { readers, batches: readers.iter().map(|_| Vec::new()).collect() }
     }
 
+    /// A clone for each reader but the last, which takes the message itself.
     fn add(&mut self, topic: &str, payload: Payload) {
-        let wanted: Vec<usize> = (0..self.readers.len()).filter(|&i| self.readers[i].wants(topic)).collect();
-        if let Some((&last, others)) = wanted.split_last() {
-            for &i in others {
-                self.batches[i].push(payload.clone());
-            }
-            self.batches[last].push(payload);
+        let readers = self.readers;
+        let mut wanted = (0..readers.len()).filter(|&i| readers[i].wants(topic));
+        let Some(mut current) = wanted.next() else { return };
+        for next in wanted {
+            self.batches[current].push(payload.clone());
+            current = next;
         }
+        self.batches[current].push(payload);
     }
 
     fn send(self) {

@@ -168,6 +168,10 @@ async fn a_stop_hands_every_reading_down_the_chain_before_the_readers_stop() {
     model.interval_s = 60.0;
     let mut config = chain(&["plugin:synthetic"], &["plugin:quality_filter"]);
     config.plugins.insert(0, model);
+    // A second reader of the model: each gets its own copy of every reading.
+    let mut stats_plugin = PluginConfig::from_path(plugin("rolling_stats"));
+    stats_plugin.inputs = vec!["plugin:synthetic".into()];
+    config.plugins.push(stats_plugin);
     config.mqtt.url = Some(mosquitto.url());
     config.runtime.start = None;
     config.runtime.speed = 6000.0; // a tick every 10 ms of real time
@@ -178,6 +182,7 @@ async fn a_stop_hands_every_reading_down_the_chain_before_the_readers_stop() {
     let made = stats["synthetic"].messages_out;
     assert!(made > 1000, "the model ran: {made} readings");
     assert_eq!(stats["quality_filter"].readings_in, made, "quality_filter got every reading in process");
+    assert_eq!(stats["rolling_stats"].readings_in, made, "and so did rolling_stats");
     let filtered = stats["quality_filter"].messages_out;
     assert_eq!(
         stats["avg_quartier"].readings_in, filtered,
