@@ -39,6 +39,7 @@ PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATS_TOPIC = "bench/python_baseline/stats"
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+STAGES = ("ceiling", "host", "host-chain", "host-before", "host-avg", "python", "python-overload", "host-five")
 WINDOW_MS = 300_000  # avg_quartier's window_s in the pipeline below
 # The flush reading: past the last window of a step + the allowed lateness (60 s), off the
 # grid of reading times (so no subscriber takes it for a reading), long before the next step.
@@ -213,7 +214,10 @@ class Target:
         if self.kind == "host":
             config = bench.pipeline(self.qos, self.plugins)
             env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-            cmd = [bench.args.host, "run", "--mqtt", f"mqtt://127.0.0.1:{bench.mosquitto.port}", "--config", config]
+            # "before": the two-plugin pipeline through the broker, run by another build of the host
+            # (--host-before), for a before/after comparison under the same machine load.
+            binary = bench.args.host_before if self.plugins == "before" else bench.args.host
+            cmd = [binary, "run", "--mqtt", f"mqtt://127.0.0.1:{bench.mosquitto.port}", "--config", config]
             self.proc = subprocess.Popen(cmd, cwd=bench.workdir, env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self.stderr)
             self.wait_host_ready()
@@ -275,8 +279,22 @@ class Target:
         stop_process(self.proc)
         if self.proc is not None and self.kind == "python":
             self.stderr.flush()
+        if self.kind == "host":
+            self.end_sessions()
         self.stderr.close()
         self.proc = None
+
+    def end_sessions(self):
+        """The host keeps persistent sessions. Left behind, Mosquitto would queue the next steps'
+        readings for a host that is gone, drop what passes max_queued_messages (counted in $SYS,
+        though nothing under test lost it), and hand the rest to the next host at its start."""
+        for client_id in ("garonne-bench", "garonne-bench-in"):
+            try:
+                sock = mqttload.connect(self.bench.mosquitto.port, client_id)  # clean session
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+                sock.close()
+            except OSError as error:
+                log(f"cannot end the session of {client_id}: {error}")
 
 
 class Bench:
@@ -301,7 +319,11 @@ class Bench:
         wasm = lambda name: os.path.join(self.args.plugins_dir, f"{name}.wasm")
         # "avg": avg_quartier alone on the raw readings, the Python baseline's job; quality_filter
         # is there only to answer the readiness probe (on its own topic, idle during the steps).
+        # "chain": avg_quartier reads quality_filter's clean readings in process (plugin: input),
+        # not through the broker; they still go to the broker for the subscriber.
         avg_only = plugins == "avg"
+        avg_input = {"avg": "toulouse/sensors/#", "chain": "plugin:quality_filter:toulouse/clean/#"}.get(
+            plugins, "toulouse/clean/#")
         text = f"""# Written by bench/load/driver.py
 [mqtt]
 client_id = "garonne-bench"
@@ -313,7 +335,7 @@ inputs = ["{'toulouse/probe/#' if avg_only else 'toulouse/sensors/#'}"]
 
 [[plugin]]
 path = "{wasm('avg_quartier')}"
-inputs = ["{'toulouse/sensors/#' if avg_only else 'toulouse/clean/#'}"]
+inputs = ["{avg_input}"]
 [plugin.config]
 polygons = "quartiers"
 window_s = 300
@@ -555,12 +577,14 @@ for_s.no2 = 3600
             # the machine's other load hits every stage alike and the ratios stay comparable.
             searches = []
             for qos in (0, 1):
-                searches += [
-                    Search(f"ceiling-q{qos}", "ceiling", qos, None, args.start_ceiling, args),
-                    Search(f"host-q{qos}", "host", qos, "two", args.start_host, args),
-                    Search(f"host-avg-q{qos}", "host", qos, "avg", args.start_host_avg, args),
-                    Search(f"python-q{qos}", "python", qos, None, args.start_python, args),
-                ]
+                searches += [search for stage, search in (
+                    ("ceiling", Search(f"ceiling-q{qos}", "ceiling", qos, None, args.start_ceiling, args)),
+                    ("host", Search(f"host-q{qos}", "host", qos, "two", args.start_host, args)),
+                    ("host-chain", Search(f"host-chain-q{qos}", "host", qos, "chain", args.start_host, args)),
+                    ("host-before", Search(f"host-before-q{qos}", "host", qos, "before", args.start_host, args)),
+                    ("host-avg", Search(f"host-avg-q{qos}", "host", qos, "avg", args.start_host_avg, args)),
+                    ("python", Search(f"python-q{qos}", "python", qos, None, args.start_python, args)),
+                ) if stage in args.stages]
             round_no = 0
             while any(not search.done for search in searches):
                 round_no += 1
@@ -572,25 +596,17 @@ for_s.no2 = 3600
                 best = search.best()
                 self.results[search.label] = {"steps": search.steps, "best": best}
                 log(f"{search.label}: " + (f"best {best['target_rate']:.0f}/s" if best else "no rate passed"))
-            rate = lambda label: (self.results[label]["best"] or {}).get("target_rate")
+            rate = lambda label: ((self.results.get(label) or {}).get("best") or {}).get("target_rate")
             # The Python script fed faster than it reads: twice its sustained rate, and the
             # host's if that is higher.
             overload = []
             python, host = rate("python-q0"), rate("host-q0")
             for r in [2 * python if python else None, host if host and (not python or host > 2 * python) else None]:
-                if r:
+                if r and "python-overload" in args.stages:
                     overload.append(self.fresh_step("python", 0, round(r, -2)))
             self.results["python-overload"] = {"steps": overload}
-            # Five plugins: the memory target. From a fraction of the two-plugin rate, halved until
-            # a step passes (at most three tries).
-            five_rate = (rate("host-q1") or args.start_host) * args.five_fraction
-            steps = []
-            for _ in range(3):
-                steps.append(self.fresh_step("host", 1, round(five_rate, -2), "five"))
-                if steps[-1]["ok"]:
-                    break
-                five_rate /= 2
-            self.results["host-five"] = {"steps": steps, "best": steps[-1] if steps[-1]["ok"] else None}
+            if "host-five" in args.stages:
+                self.five_plugins(rate("host-q1") or rate("host-chain-q1") or args.start_host)
         finally:
             self.mosquitto.stop()
         report["duration_s"] = time.monotonic() - t0
@@ -606,6 +622,18 @@ for_s.no2 = 3600
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
             log(f"logs kept in {self.workdir}")
+
+    def five_plugins(self, two_plugin_rate):
+        """Five plugins: the memory target. From a fraction of the two-plugin rate, halved until
+        a step passes (at most three tries)."""
+        five_rate = two_plugin_rate * self.args.five_fraction
+        steps = []
+        for _ in range(3):
+            steps.append(self.fresh_step("host", 1, round(five_rate, -2), "five"))
+            if steps[-1]["ok"]:
+                break
+            five_rate /= 2
+        self.results["host-five"] = {"steps": steps, "best": steps[-1] if steps[-1]["ok"] else None}
 
     def fresh_step(self, mode, qos, rate, plugins=None):
         """One step with a process under test of its own (none for the ceiling): no backlog or
@@ -723,9 +751,13 @@ def markdown(report, args):
     for qos in (0, 1):
         ceiling = peak(f"ceiling-q{qos}")
         for label, name in ((f"ceiling-q{qos}", "Mosquitto alone (pub → broker → sub)"),
-                            (f"host-q{qos}", "host: quality_filter → avg_quartier"),
+                            (f"host-q{qos}", "host: quality_filter → avg_quartier through the broker"),
+                            (f"host-chain-q{qos}", "host: quality_filter → avg_quartier in process (`plugin:`)"),
+                            (f"host-before-q{qos}", "host (`--host-before` build): quality_filter → avg_quartier through the broker"),
                             (f"host-avg-q{qos}", "host: avg_quartier alone (the Python script's job)"),
                             (f"python-q{qos}", "Python baseline (paho + shapely)")):
+            if label not in res:
+                continue
             b = best(label)
             if b is None:
                 out.append(f"| {name} | {qos} | none passed | – | – | – | – | {fmt_rate(peak(label))} | – |")
@@ -751,31 +783,42 @@ def markdown(report, args):
     out.append("### Against the issue's targets (issue 8)\n")
     out.append("| Target | Measured | Met |")
     out.append("|---|---|---|")
+    chains = [(kind, what) for kind, what in (("host", "through the broker"), ("host-chain", "in process"))
+              if f"{kind}-q0" in res or f"{kind}-q1" in res]
     for qos in (0, 1):
-        r = ratio(rate(f"host-q{qos}"), peak(f"ceiling-q{qos}"))
-        out.append(f"| Processing stage ≥ 90 % of Mosquitto's ceiling, zero loss (QoS {qos}) | {pct(r)} | "
-                   f"{'–' if r is None else 'yes' if r >= 0.9 else 'no'} |")
+        for kind, what in chains:
+            r = ratio(rate(f"{kind}-q{qos}"), peak(f"ceiling-q{qos}"))
+            out.append(f"| Processing stage ≥ 90 % of Mosquitto's ceiling, zero loss (QoS {qos}, {what}) | {pct(r)} | "
+                       f"{'–' if r is None else 'yes' if r >= 0.9 else 'no'} |")
     for qos in (0, 1):
-        b = best(f"host-q{qos}")
-        if b is None:
-            out.append(f"| p99 < 50 ms below the sustained rate (QoS {qos}) | no rate sustained | – |")
-            continue
-        below = [s for s in res[f"host-q{qos}"]["steps"] if s["ok"] and s["target_rate"] < b["target_rate"]]
-        worst = max((s["p99_ms"] for s in below if s["p99_ms"] is not None), default=None)
-        under = max((s["target_rate"] for s in res[f"host-q{qos}"]["steps"]
-                     if s["ok"] and s["p99_ms"] is not None and s["p99_ms"] < 50), default=None)
-        measured = (f"p99 {fmt_ms(b['p99_ms'])} ms at {fmt_rate(b['target_rate'])}/s; worst p99 below it "
-                    f"{fmt_ms(worst)} ms ({len(below)} steps); highest rate with p99 < 50 ms: {fmt_rate(under)}/s")
-        out.append(f"| p99 < 50 ms below the sustained rate (QoS {qos}) | {measured} | "
-                   f"{'yes' if below and worst is not None and worst < 50 else ('–' if not below else 'no')} |")
+        for kind, what in chains:
+            label = f"{kind}-q{qos}"
+            b = best(label)
+            if b is None:
+                out.append(f"| p99 < 50 ms below the sustained rate (QoS {qos}, {what}) | no rate sustained | – |")
+                continue
+            below = [s for s in res[label]["steps"] if s["ok"] and s["target_rate"] < b["target_rate"]]
+            worst = max((s["p99_ms"] for s in below if s["p99_ms"] is not None), default=None)
+            under = max((s["target_rate"] for s in res[label]["steps"]
+                         if s["ok"] and s["p99_ms"] is not None and s["p99_ms"] < 50), default=None)
+            measured = (f"p99 {fmt_ms(b['p99_ms'])} ms at {fmt_rate(b['target_rate'])}/s; worst p99 below it "
+                        f"{fmt_ms(worst)} ms ({len(below)} steps); highest rate with p99 < 50 ms: {fmt_rate(under)}/s")
+            out.append(f"| p99 < 50 ms below the sustained rate (QoS {qos}, {what}) | {measured} | "
+                       f"{'yes' if below and worst is not None and worst < 50 else ('–' if not below else 'no')} |")
     for qos in (0, 1):
-        for label, what in ((f"host-q{qos}", "quality_filter → avg_quartier"), (f"host-avg-q{qos}", "avg_quartier alone")):
+        for label, what in ((f"host-q{qos}", "quality_filter → avg_quartier"),
+                            (f"host-chain-q{qos}", "quality_filter → avg_quartier in process"),
+                            (f"host-avg-q{qos}", "avg_quartier alone")):
+            if label not in res:
+                continue
             r = ratio(rate(label), rate(f"python-q{qos}"))
             out.append(f"| ≥ 20× the Python script's throughput (QoS {qos}, host: {what}) | "
                        + (f"{r:.1f}× | {'yes' if r >= 20 else 'no'} |" if r else "– | – |"))
     for qos in (0, 1):
         py = best(f"python-q{qos}")
-        for label, what in ((f"host-q{qos}", "quality_filter → avg_quartier"), (f"host-avg-q{qos}", "avg_quartier alone")):
+        for label, what in ((f"host-q{qos}", "quality_filter → avg_quartier"),
+                            (f"host-chain-q{qos}", "quality_filter → avg_quartier in process"),
+                            (f"host-avg-q{qos}", "avg_quartier alone")):
             host = best(label)
             if py and host and host.get("target_us") and py.get("target_us"):
                 out.append(f"| (informative) CPU per reading, Python ÷ host (QoS {qos}, host: {what}), at their sustained "
@@ -808,8 +851,8 @@ def markdown(report, args):
     out.append("### Every step\n")
     out.append("| Stage | QoS | Target/s | Achieved/s | Received / sent | In avg_quartier windows | p50 / p99 / max (ms) | "
                "Drain (s) | Process CPU (µs/reading) | Peak RSS (MiB) | Broker CPU (µs/reading) | Load tools CPU | "
-               "Load avg | Result |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+               "Dropped by Mosquitto ($SYS) | Load avg | Result |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, r in res.items():
         for s in r["steps"]:
             lat = f"{fmt_ms(s['p50_ms'])} / {fmt_ms(s['p99_ms'])} / {fmt_ms(s['max_ms'])}" if s["p50_ms"] is not None else "–"
@@ -819,6 +862,7 @@ def markdown(report, args):
                        f"{s['received']:,} / {s['sent']:,} | {fmt_rate(s.get('windowed'))} | {lat} | {drain} | "
                        f"{cpu_cell(s['target_cpu'], s.get('target_us'))} | "
                        f"{fmt_mib(s['vm_hwm_kib'])} | {cpu_cell(s['broker_cpu'], s.get('broker_us'))} | {pct(tools)} | "
+                       f"{s['broker_dropped'] if s['broker_dropped'] is not None else '–'} | "
                        f"{s.get('loadavg', '–')} | {'ok' if s['ok'] else s['why']} |")
     out.append("")
     out.append("Load tools CPU: the publisher's and the subscriber's, in % of one core. Load avg: the machine's "
@@ -853,11 +897,20 @@ def main():
     parser.add_argument("--max-drain-s", type=float, help="default 30, quick 10")
     parser.add_argument("--max-inflight", type=int, default=100, help="Mosquitto's max_inflight_messages")
     parser.add_argument("--max-queued", type=int, default=10_000, help="Mosquitto's max_queued_messages")
+    parser.add_argument("--host-before", help="another build of the host, for the host-before stage")
+    parser.add_argument("--stages", default=",".join(s for s in STAGES if s != "host-before"),
+                        help=f"comma-separated stages to run (default all: {','.join(STAGES)}); host-chain is "
+                             "quality_filter -> avg_quartier chained in process (plugin: input)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, pipeline files)")
     parser.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
     args = parser.parse_args()
     defaults = {"step_s": (5, 1.5), "factor": (1.5, 2.0), "refine": (2, 0), "max_drain_s": (30, 10)}
+    args.stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
+    if unknown := [stage for stage in args.stages if stage not in STAGES]:
+        raise SystemExit(f"unknown stage(s) {', '.join(unknown)}: choose among {', '.join(STAGES)}")
+    if "host-before" in args.stages and not (args.host_before and os.path.exists(args.host_before)):
+        raise SystemExit("the host-before stage needs --host-before PATH: another build of the host")
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)

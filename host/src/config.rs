@@ -12,6 +12,11 @@
 //! window_s = 300
 //! [plugin.limits]
 //! memory_mib = 32
+//!
+//! [[plugin]]
+//! path = "plugins/target/wasm32-wasip2/release/thresholds.wasm"
+//! # In process, not through the broker: what rolling_stats emits under toulouse/stats/.
+//! inputs = ["plugin:rolling_stats:toulouse/stats/#"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -101,6 +106,11 @@ pub struct RuntimeConfig {
     pub tick_ms: u64,
     /// Most readings given to a processor in one call.
     pub batch_max: usize,
+    /// Slots of each processor's queue: a reading from the broker, or what one call of a plugin
+    /// it reads in process emitted (at most that plugin's `max_messages`). A full queue pauses
+    /// the input connection, or the worker of that plugin: memory stays bounded and nothing is
+    /// dropped.
+    pub queue_capacity: usize,
     /// Calls between two snapshots of a processor's state, at the least: a plugin whose
     /// snapshots are costly gets them less often, so that they take at most about a tenth of its
     /// time (and never more than 100,000 readings apart).
@@ -120,6 +130,7 @@ impl Default for RuntimeConfig {
             seed: 42,
             tick_ms: 1_000,
             batch_max: 1_000,
+            queue_capacity: 10_000,
             checkpoint_every: 16,
             watch: false,
         }
@@ -133,7 +144,9 @@ pub struct PluginConfig {
     pub path: PathBuf,
     /// Name in logs and topics; default: the file name without `.wasm`.
     pub name: Option<String>,
-    /// Processors: the topic filters they read (default: every reading).
+    /// Processors: what they read (default: every reading). A topic filter reads from the
+    /// broker; `plugin:NAME` takes every message plugin NAME emits, handed over in process, and
+    /// `plugin:NAME:FILTER` only those whose topic matches FILTER (see [`Input`]).
     #[serde(default)]
     pub inputs: Vec<String>,
     /// Sensor models: the stations file given to `init`.
@@ -201,6 +214,39 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
             toml::Value::String(text) => out.push((key, text.clone())),
             other => out.push((key, other.to_string())),
         }
+    }
+}
+
+/// One entry of a processor's `inputs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A topic filter, read from the broker.
+    Topic(&'a str),
+    /// What plugin `name` emits (a processor's messages, a sensor model's readings), handed over
+    /// in process; with a filter, only the messages whose full topic matches it.
+    Plugin { name: &'a str, filter: Option<&'a str> },
+}
+
+impl<'a> Input<'a> {
+    /// `plugin:NAME`, `plugin:NAME:FILTER`, or a topic filter.
+    pub fn parse(text: &'a str) -> Self {
+        match text.strip_prefix("plugin:") {
+            Some(rest) => match rest.split_once(':') {
+                Some((name, filter)) => Input::Plugin { name, filter: Some(filter) },
+                None => Input::Plugin { name: rest, filter: None },
+            },
+            None => Input::Topic(text),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// The plugins this one reads in process (`plugin:NAME` inputs).
+    pub fn upstreams(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().filter_map(|text| match Input::parse(text) {
+            Input::Plugin { name, .. } => Some(name),
+            Input::Topic(_) => None,
+        })
     }
 }
 
@@ -276,15 +322,100 @@ impl PipelineConfig {
                 return Err(ConfigError::Invalid(format!("plugin `{name}`: fleet must be at least 1")));
             }
         }
+        self.validate_chains()?;
         if self.runtime.end.is_some() && self.runtime.start.is_none() {
             return Err(ConfigError::Invalid(
                 "runtime.end (--to) needs runtime.start (--from): the interval to simulate".into(),
             ));
         }
-        if self.runtime.batch_max == 0 || self.runtime.tick_ms == 0 {
-            return Err(ConfigError::Invalid("runtime.batch_max and runtime.tick_ms must be > 0".into()));
+        if self.runtime.batch_max == 0 || self.runtime.tick_ms == 0 || self.runtime.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "runtime.batch_max, runtime.tick_ms and runtime.queue_capacity must be > 0".into(),
+            ));
         }
         Ok(())
+    }
+
+    /// `plugin:NAME` inputs: a known plugin other than the reader, a valid filter, no cycle (a
+    /// cycle would have each plugin wait for room in the other's queue forever).
+    fn validate_chains(&self) -> Result<(), ConfigError> {
+        let names: Vec<String> = self.plugins.iter().map(PluginConfig::name).collect();
+        for plugin in &self.plugins {
+            let reader = plugin.name();
+            for text in &plugin.inputs {
+                let (name, filter) = match Input::parse(text) {
+                    Input::Plugin { name, filter } => (name, filter),
+                    Input::Topic(filter) => (text.as_str(), Some(filter)),
+                };
+                if let Some(filter) = filter
+                    && !rumqttc::valid_filter(filter)
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "plugin `{reader}`: input `{text}` is not a valid topic filter (`+` and `#` stand for whole levels, `#` only last)"
+                    )));
+                }
+                if !text.starts_with("plugin:") {
+                    continue;
+                }
+                if name == reader {
+                    return Err(ConfigError::Invalid(format!(
+                        "plugin `{reader}` reads `{text}`, its own output: a plugin cannot take in what it emits; name another plugin"
+                    )));
+                }
+                if !names.iter().any(|known| known == name) {
+                    return Err(ConfigError::Invalid(format!(
+                        "plugin `{reader}` reads `{text}`, but no plugin is named `{name}` (the plugins are: {}); use one of these names (a plugin's `name`, or its file name without .wasm)",
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+        match self.find_cycle() {
+            Some(cycle) => Err(ConfigError::Invalid(format!(
+                "the `plugin:` inputs form a cycle: {} (each reads the next). Each plugin would wait for the next to take its messages; read one of them through a topic filter instead",
+                cycle.join(" → ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A cycle of `plugin:` inputs, as the names along it (the first one again at the end).
+    fn find_cycle(&self) -> Option<Vec<String>> {
+        let mut done = std::collections::HashSet::new();
+        for plugin in &self.plugins {
+            let mut path = Vec::new();
+            if let Some(cycle) = self.cycle_from(&plugin.name(), &mut path, &mut done) {
+                return Some(cycle);
+            }
+        }
+        None
+    }
+
+    /// Depth-first walk up the `plugin:` inputs; `path` holds the plugins being walked.
+    fn cycle_from(
+        &self,
+        name: &str,
+        path: &mut Vec<String>,
+        done: &mut std::collections::HashSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|seen| seen == name) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(name) {
+            return None;
+        }
+        path.push(name.to_owned());
+        let plugin = self.plugins.iter().find(|p| p.name() == name);
+        for upstream in plugin.into_iter().flat_map(PluginConfig::upstreams) {
+            if let Some(cycle) = self.cycle_from(upstream, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(name.to_owned());
+        None
     }
 }
 
@@ -342,6 +473,75 @@ mod tests {
         config.plugins.push(PluginConfig::from_path("y/a.wasm".into()));
         let message = config.validate().expect_err("duplicate").to_string();
         assert!(message.contains("`a`"), "{message}");
+    }
+
+    fn chain(inputs: &[(&str, &[&str])]) -> PipelineConfig {
+        let mut config = PipelineConfig::default();
+        for (name, reads) in inputs {
+            let mut plugin = PluginConfig::from_path(format!("{name}.wasm").into());
+            plugin.inputs = reads.iter().map(|s| s.to_string()).collect();
+            config.plugins.push(plugin);
+        }
+        config
+    }
+
+    #[test]
+    fn plugin_inputs_parse_with_and_without_a_filter() {
+        assert_eq!(Input::parse("toulouse/clean/#"), Input::Topic("toulouse/clean/#"));
+        assert_eq!(
+            Input::parse("plugin:quality_filter"),
+            Input::Plugin { name: "quality_filter", filter: None }
+        );
+        assert_eq!(
+            Input::parse("plugin:quality_filter:toulouse/clean/#"),
+            Input::Plugin { name: "quality_filter", filter: Some("toulouse/clean/#") }
+        );
+    }
+
+    #[test]
+    fn a_chain_mixing_plugin_and_topic_inputs_is_accepted() {
+        let config = chain(&[
+            ("weather", &[]),
+            ("quality_filter", &["plugin:weather", "toulouse/sensors/air/#"]),
+            ("avg_quartier", &["plugin:quality_filter:toulouse/clean/#"]),
+            ("thresholds", &["plugin:avg_quartier", "plugin:quality_filter"]),
+        ]);
+        config.validate().expect("a valid chain");
+    }
+
+    #[test]
+    fn an_unknown_plugin_input_is_refused_with_the_known_names() {
+        let config = chain(&[("quality_filter", &[]), ("avg_quartier", &["plugin:quality_filtre"])]);
+        let message = config.validate().expect_err("unknown name").to_string();
+        assert!(message.contains("`avg_quartier`"), "{message}");
+        assert!(message.contains("no plugin is named `quality_filtre`"), "{message}");
+        assert!(message.contains("quality_filter, avg_quartier"), "{message}");
+    }
+
+    #[test]
+    fn a_plugin_reading_itself_is_refused() {
+        let config = chain(&[("avg_quartier", &["plugin:avg_quartier"])]);
+        let message = config.validate().expect_err("self").to_string();
+        assert!(message.contains("its own output"), "{message}");
+    }
+
+    #[test]
+    fn a_cycle_of_plugin_inputs_is_refused_with_its_path() {
+        let config = chain(&[
+            ("a", &["toulouse/sensors/#"]),
+            ("b", &["plugin:a", "plugin:d"]),
+            ("c", &["plugin:b"]),
+            ("d", &["plugin:c"]),
+        ]);
+        let message = config.validate().expect_err("cycle").to_string();
+        assert!(message.contains("cycle: b → d → c → b"), "{message}");
+    }
+
+    #[test]
+    fn an_invalid_filter_in_a_plugin_input_is_refused() {
+        let config = chain(&[("a", &[]), ("b", &["plugin:a:toulouse/#/clean"])]);
+        let message = config.validate().expect_err("filter").to_string();
+        assert!(message.contains("not a valid topic filter"), "{message}");
     }
 
     #[test]

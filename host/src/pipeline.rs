@@ -5,11 +5,17 @@
 //!                                   └─▶ garonne/dead-letter/decoder            │
 //!  sensor-model worker ───────────────────────────────────────────────────────┤
 //!  broker ◀─(out connection)── publisher ◀────────────────────────────────────┘
+//!                                  └─▶ queues of the processors that read the plugin in process
 //! ```
 //!
 //! Two connections keep input and output apart: when a processor falls behind, its full queue
 //! stops the input connection from reading (back-pressure up to the broker), while the output
 //! connection keeps draining what the workers publish, so the two can never wait on each other.
+//!
+//! A processor with a `plugin:NAME` input gets NAME's output from NAME's worker, straight into
+//! its queue, besides the broker copy that the map and the historian read: one broker trip
+//! less per stage. A full queue blocks NAME's worker (back-pressure, nothing dropped); the
+//! configuration refuses cycles, so a blocked worker always waits on one that makes progress.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,13 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Packet, QoS, Request};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::clock::VirtualClock;
-use crate::config::{ConfigError, PipelineConfig, PluginConfig};
+use crate::config::{ConfigError, Input as InputSpec, PipelineConfig, PluginConfig};
 use crate::mqtt::{self, BrokerAddress, MqttError};
 use crate::payload::{self, Payload};
 use crate::sandbox::{
@@ -34,8 +40,6 @@ use crate::sandbox::{
 use crate::stations::{self, StationsError};
 use crate::topic;
 
-/// Readings waiting for one processor; a full queue pauses the input connection.
-const QUEUE_CAPACITY: usize = 10_000;
 /// How often the host logs and publishes its counters.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the start waits for the broker to acknowledge the processors' subscriptions.
@@ -106,48 +110,147 @@ impl StatsBoard {
 
 enum Work {
     Reading(Payload),
+    /// What one call of a plugin read in process emitted, in one slot and one wake-up.
+    Readings(Vec<Payload>),
     Tick(i64),
     /// A new build of the plugin (hot swap), taken between two batches.
     Swap(Arc<LoadedPlugin>),
     Stop,
 }
 
-/// Publishes what the workers produce, from their own threads.
+/// A processor that reads a plugin's output in process (its `plugin:NAME` inputs).
+struct Consumer {
+    name: String,
+    /// The filters of its `plugin:NAME:FILTER` inputs; empty: every message.
+    filters: Vec<String>,
+    /// Its topic filters: a message they match reaches it through the broker already, so it is
+    /// not handed over too (each message once per reader).
+    broker_filters: Vec<String>,
+    queue: mpsc::Sender<Work>,
+}
+
+impl Consumer {
+    fn wants(&self, topic: &str) -> bool {
+        let matches = |filters: &[String]| filters.iter().any(|f| rumqttc::matches(topic, f));
+        (self.filters.is_empty() || matches(&self.filters)) && !matches(&self.broker_filters)
+    }
+
+    /// Waits for room in the queue: a slow reader slows its upstream down, nothing is dropped.
+    fn send(&self, payloads: Vec<Payload>) {
+        if self.queue.blocking_send(Work::Readings(payloads)).is_err() {
+            tracing::warn!(plugin = self.name, "stopped: messages were not handed over to it");
+        }
+    }
+}
+
+/// The messages of one call (a batch, a tick) for each in-process reader, handed over together:
+/// one queue slot and one wake-up of the reader per call, not per message, which is what the
+/// broker path cost.
+struct Handover<'a> {
+    readers: &'a [Consumer],
+    batches: Vec<Vec<Payload>>,
+}
+
+impl<'a> Handover<'a> {
+    fn new(readers: &'a [Consumer]) -> Self {
+        Self { readers, batches: readers.iter().map(|_| Vec::new()).collect() }
+    }
+
+    /// A clone for each reader but the last, which takes the message itself.
+    fn add(&mut self, topic: &str, payload: Payload) {
+        let readers = self.readers;
+        let mut wanted = (0..readers.len()).filter(|&i| readers[i].wants(topic));
+        let Some(mut current) = wanted.next() else { return };
+        for next in wanted {
+            self.batches[current].push(payload.clone());
+            current = next;
+        }
+        self.batches[current].push(payload);
+    }
+
+    fn send(self) {
+        for (reader, batch) in self.readers.iter().zip(self.batches) {
+            if !batch.is_empty() {
+                reader.send(batch);
+            }
+        }
+    }
+}
+
+/// Publishes what the workers produce, from their own threads, and hands it over to the
+/// processors that read the plugin in process.
 #[derive(Clone)]
 struct Publisher {
     client: AsyncClient,
     runtime: tokio::runtime::Handle,
     prefix: String,
     qos: QoS,
+    /// The readers of this plugin's output in process (none for the shared publisher).
+    downstream: Arc<Vec<Consumer>>,
 }
 
 impl Publisher {
+    /// The publisher of one plugin's worker.
+    fn for_plugin(&self, downstream: Vec<Consumer>) -> Self {
+        Self { downstream: Arc::new(downstream), ..self.clone() }
+    }
+
+    /// Queues a message for the output connection. A `try_publish` is a push on rumqttc's
+    /// request channel; `block_on` for every message cost this thread a park and a wake-up per
+    /// message (the load bench's `perf`), so it is kept for when the channel is full.
     fn publish(&self, topic: String, bytes: Vec<u8>, retain: bool) {
-        let result = self.runtime.block_on(self.client.publish(topic, self.qos, retain, bytes));
+        let result = match self.client.try_publish(topic, self.qos, retain, bytes) {
+            Err(ClientError::TryRequest(Request::Publish(publish))) => self
+                .runtime
+                .block_on(self.client.publish_bytes(publish.topic, self.qos, retain, publish.payload)),
+            other => other,
+        };
         if let Err(error) = result {
             tracing::error!("cannot queue a message for the broker: {error}");
         }
     }
 
-    fn reading(&self, reading: &Payload) {
-        match reading.encode() {
-            Ok(bytes) => {
-                self.publish(topic::reading(&self.prefix, &reading.kind, &reading.sensor_id), bytes, false)
+    /// A sensor model's readings of one tick.
+    fn readings(&self, readings: Vec<Payload>) {
+        let mut handover = Handover::new(&self.downstream);
+        for reading in readings {
+            match reading.encode() {
+                Ok(bytes) => {
+                    let topic = topic::reading(&self.prefix, &reading.kind, &reading.sensor_id);
+                    self.publish_and_hand_over(topic, bytes, reading, &mut handover);
+                }
+                Err(error) => tracing::warn!(sensor = reading.sensor_id, "reading not published: {error}"),
             }
-            Err(error) => tracing::warn!(sensor = reading.sensor_id, "reading not published: {error}"),
         }
+        handover.send();
     }
 
-    fn message(&self, plugin: &str, message: Message) {
+    fn message(&self, plugin: &str, message: Message, handover: &mut Handover) {
         let Some(topic) = topic::under_prefix(&self.prefix, &message.topic) else {
             tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
             return;
         };
         let payload = Payload::from(message);
         match payload.encode() {
-            Ok(bytes) => self.publish(topic, bytes, false),
+            Ok(bytes) => self.publish_and_hand_over(topic, bytes, payload, handover),
             Err(error) => tracing::warn!(plugin, "message on {topic} not published: {error}"),
         }
+    }
+
+    /// The broker gets every message (the map and the historian see every stage); the
+    /// in-process readers get those their filters take, without a second trip.
+    fn publish_and_hand_over(
+        &self,
+        topic: String,
+        bytes: Vec<u8>,
+        payload: Payload,
+        handover: &mut Handover,
+    ) {
+        if self.downstream.is_empty() {
+            return self.publish(topic, bytes, false);
+        }
+        self.publish(topic.clone(), bytes, false);
+        handover.add(&topic, payload);
     }
 
     fn dead_letter(&self, plugin: &str, letter: &DeadLetter) {
@@ -166,9 +269,11 @@ impl Publisher {
         for letter in &outcome.dead_letters {
             self.dead_letter(plugin, letter);
         }
+        let mut handover = Handover::new(&self.downstream);
         for message in outcome.messages {
-            self.message(plugin, message);
+            self.message(plugin, message, &mut handover);
         }
+        handover.send();
     }
 }
 
@@ -182,7 +287,7 @@ pub struct RunningPipeline {
     processor_queues: Vec<mpsc::Sender<Work>>,
     model_stops: Vec<std::sync::mpsc::Sender<()>>,
     model_workers: Vec<JoinHandle<()>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Vec<ProcessorWorker>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     out_client: AsyncClient,
     status_topic: String,
@@ -196,8 +301,18 @@ struct StartedPlugins {
     /// Kept for the whole run: its epoch ticker enforces every CPU deadline, and hot swaps
     /// compile with it.
     engine: Arc<PluginEngine>,
+    /// Each processor with its topic filters (read from the broker).
     processors: Vec<(ProcessorSupervisor, Vec<String>)>,
     models: Vec<(SensorModelSupervisor, f64)>,
+}
+
+/// A processor's worker thread, and where it stands in the `plugin:` chains.
+struct ProcessorWorker {
+    /// 0 for a processor that reads no other processor in process, else one more than the
+    /// deepest processor it reads: the order of the stop.
+    stage: usize,
+    queue: mpsc::Sender<Work>,
+    thread: JoinHandle<()>,
 }
 
 /// A run over a fixed interval (`runtime.end`): the models tick as fast as they can, and the
@@ -250,6 +365,7 @@ impl RunningPipeline {
             runtime: tokio::runtime::Handle::current(),
             prefix: config.mqtt.prefix.clone(),
             qos: mqtt::qos(config.mqtt.qos),
+            downstream: Arc::new(Vec::new()),
         };
         let status_topic = topic::status(&client_id);
 
@@ -277,10 +393,22 @@ impl RunningPipeline {
             pipeline.shutdown.subscribe(),
         )));
 
+        // Every queue exists before any worker starts: a worker's publisher holds the queues of
+        // the processors that read it in process.
+        let (queues, receivers): (BTreeMap<_, _>, Vec<_>) = plugins
+            .processors
+            .iter()
+            .map(|(supervisor, _)| {
+                let (tx, rx) = mpsc::channel(config.runtime.queue_capacity);
+                ((supervisor.name().to_owned(), tx), rx)
+            })
+            .unzip();
+        let processor_names = queues.keys().cloned().collect();
         let mut routes = Vec::new();
         let mut watched = Vec::new();
-        for (supervisor, inputs) in plugins.processors {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        for ((supervisor, filters), rx) in plugins.processors.into_iter().zip(receivers) {
+            let name = supervisor.name().to_owned();
+            let tx = queues[&name].clone();
             if config.runtime.watch {
                 let plugin = config.plugins.iter().find(|p| p.name() == supervisor.name());
                 if let Some(plugin) = plugin {
@@ -291,10 +419,14 @@ impl RunningPipeline {
                     });
                 }
             }
-            let worker =
-                spawn_processor(supervisor, rx, publisher.clone(), config.runtime.batch_max, stats.clone())?;
-            pipeline.workers.push(worker);
-            routes.push(Route { filters: inputs, queue: tx.clone() });
+            let own = publisher.for_plugin(consumers_of(&name, &config, &queues));
+            let thread = spawn_processor(supervisor, rx, own, config.runtime.batch_max, stats.clone())?;
+            let stage = stage_of(&name, &config, &processor_names);
+            pipeline.workers.push(ProcessorWorker { stage, queue: tx.clone(), thread });
+            // A processor with only `plugin:` inputs subscribes to nothing.
+            if !filters.is_empty() {
+                routes.push(Route { filters, queue: tx.clone() });
+            }
             pipeline.processor_queues.push(tx);
         }
         let (subscribed_tx, mut subscribed) = watch::channel(routes.is_empty());
@@ -322,12 +454,13 @@ impl RunningPipeline {
         for (index, (supervisor, interval_s)) in plugins.models.into_iter().enumerate() {
             publish_station_metadata(&out_client, &config.mqtt.prefix, &supervisor).await;
             let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+            let own = publisher.for_plugin(consumers_of(supervisor.name(), &config, &queues));
             let model = ModelRun {
                 supervisor,
                 interval_s,
                 clock: clock.clone(),
                 stop: stop_rx,
-                publisher: publisher.clone(),
+                publisher: own,
                 stats: stats.clone(),
                 fast: fast.clone().map(|fast| (fast, index)),
             };
@@ -350,7 +483,9 @@ impl RunningPipeline {
     ///
     /// The order keeps what is in flight: the sensor models stop first, then the input goes on
     /// until the readings they published last have arrived, then the processors finish their
-    /// queues, and only then does the output connection close.
+    /// queues, stage by stage along the `plugin:` chains (a reader stops only once the plugins
+    /// it reads have stopped, so it takes in their last output), and only then does the output
+    /// connection close.
     pub async fn stop(mut self) -> BTreeMap<String, PluginStats> {
         self.model_stops.clear();
         if !self.model_workers.is_empty() {
@@ -358,10 +493,16 @@ impl RunningPipeline {
             self.wait_for_quiet_input().await;
         }
         let _ = self.shutdown.send(true);
-        for queue in &self.processor_queues {
-            let _ = queue.send(Work::Stop).await;
+        let mut workers = std::mem::take(&mut self.workers);
+        while !workers.is_empty() {
+            let first = workers.iter().map(|w| w.stage).min().unwrap_or_default();
+            let (now, later): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.stage == first);
+            for worker in &now {
+                let _ = worker.queue.send(Work::Stop).await;
+            }
+            join(now.into_iter().map(|w| w.thread).collect()).await;
+            workers = later;
         }
-        join(std::mem::take(&mut self.workers)).await;
         let offline = json!({"state": "offline"}).to_string();
         let _ = self.out_client.publish(self.status_topic.clone(), QoS::AtLeastOnce, true, offline).await;
         // Give the output connection a moment to deliver what the workers published last.
@@ -460,7 +601,7 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
                 )
                 .map_err(start_error)?
                 .with_adaptive_checkpoints(config.runtime.checkpoint_every);
-                started.processors.push((supervisor, inputs(plugin_config, &config.mqtt.prefix)));
+                started.processors.push((supervisor, topic_filters(plugin_config, &config.mqtt.prefix)));
             }
             World::SensorModel => {
                 let path =
@@ -489,8 +630,55 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
     Ok(started)
 }
 
-fn inputs(plugin: &PluginConfig, prefix: &str) -> Vec<String> {
-    if plugin.inputs.is_empty() { vec![format!("{prefix}/sensors/#")] } else { plugin.inputs.clone() }
+/// The topic filters a processor reads from the broker: its inputs that are not `plugin:`
+/// ones, or every reading when it names no input at all.
+fn topic_filters(plugin: &PluginConfig, prefix: &str) -> Vec<String> {
+    if plugin.inputs.is_empty() {
+        return vec![format!("{prefix}/sensors/#")];
+    }
+    let topics = plugin.inputs.iter().filter(|t| matches!(InputSpec::parse(t), InputSpec::Topic(_)));
+    topics.cloned().collect()
+}
+
+/// The processors that read `upstream` in process, with their queues.
+fn consumers_of(
+    upstream: &str,
+    config: &PipelineConfig,
+    queues: &BTreeMap<String, mpsc::Sender<Work>>,
+) -> Vec<Consumer> {
+    let mut consumers = Vec::new();
+    for plugin in &config.plugins {
+        let name = plugin.name();
+        let Some(queue) = queues.get(&name) else { continue };
+        // `plugin:NAME` alone takes everything: as the filter `#` (topics never start with `$`).
+        let filters: Vec<String> = plugin
+            .inputs
+            .iter()
+            .filter_map(|text| match InputSpec::parse(text) {
+                InputSpec::Plugin { name, filter } if name == upstream => {
+                    Some(filter.unwrap_or("#").to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        if !filters.is_empty() {
+            let broker_filters = topic_filters(plugin, &config.mqtt.prefix);
+            consumers.push(Consumer { name, filters, broker_filters, queue: queue.clone() });
+        }
+    }
+    consumers
+}
+
+/// How deep a processor sits in the `plugin:` chains of processors (the configuration has no
+/// cycle); sensor models stop before every processor, so they do not count.
+fn stage_of(name: &str, config: &PipelineConfig, processors: &std::collections::BTreeSet<String>) -> usize {
+    let plugin = config.plugins.iter().find(|p| p.name() == name);
+    let upstreams = plugin.into_iter().flat_map(PluginConfig::upstreams);
+    upstreams
+        .filter(|u| processors.contains(*u))
+        .map(|u| 1 + stage_of(u, config, processors))
+        .max()
+        .unwrap_or(0)
 }
 
 /// `$XDG_CACHE_HOME/garonne` or `~/.cache/garonne`.
@@ -708,6 +896,7 @@ impl Next {
     fn take(&mut self, work: Work, batch: &mut Vec<Payload>) {
         match work {
             Work::Reading(reading) => batch.push(reading),
+            Work::Readings(mut readings) => batch.append(&mut readings),
             Work::Tick(now) => self.tick = Some(now),
             Work::Swap(plugin) => self.swap = Some(plugin),
             Work::Stop => self.stop = true,
@@ -731,9 +920,7 @@ fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
                     break;
                 }
                 let (readings, dead_letter) = run.supervisor.tick(next);
-                for reading in &readings {
-                    run.publisher.reading(reading);
-                }
+                run.publisher.readings(readings);
                 if let Some(letter) = dead_letter {
                     run.publisher.dead_letter(&name, &letter);
                 }

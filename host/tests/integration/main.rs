@@ -7,6 +7,7 @@
 //! need `python3` with `venv` and `npm` (`cargo xtask build-plugins` installs their tools).
 
 mod avg_quartier;
+mod chaining;
 mod cli;
 mod contract;
 mod databases;
