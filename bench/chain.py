@@ -3,7 +3,7 @@ avg_quartier -> Mosquitto -> host historian -> InfluxDB 1.x, with the count of p
 the database.
 
 Starts Mosquitto and InfluxDB on free loopback ports in a temp folder, a `host historian`
-storing toulouse/sensors/# and toulouse/quartiers/#, then `host run` with the weather model over
+storing toulouse/sensors/#, toulouse/quartiers/# and toulouse/unassigned/#, then `host run` with the weather model over
 a fleet of virtual stations from --from to --to as fast as it can go. The run is timed from the
 start of `host run` until InfluxDB holds every reading the model published and every average
 avg_quartier published (their counts come from the host's own statistics at exit), so the rate
@@ -113,7 +113,8 @@ def main():
         historian = subprocess.Popen(
             [args.host, "historian", "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--influx-url", influx,
              "--database", "garonne", "--spool-dir", f"{work}/spool", "--client-id", "bench-chain-historian",
-             "--topic", "toulouse/sensors/#", "--topic", "toulouse/quartiers/#"],
+             "--topic", "toulouse/sensors/#", "--topic", "toulouse/quartiers/#",
+             "--topic", "toulouse/unassigned/#"],
             stderr=open(f"{work}/historian.log", "w"))
         deadline = time.time() + 30
         while b"historian connected" not in open(f"{work}/historian.log", "rb").read():
@@ -135,7 +136,8 @@ def main():
         stored, last_change = (0, 0), time.perf_counter()
         while stored != (readings, averages) and time.perf_counter() - last_change < 30:
             time.sleep(0.2)
-            now = (count(influx, "sensors"), count(influx, "quartiers"))
+            # avg_quartier's messages: the averages, and the counts of readings in no quartier.
+            now = (count(influx, "sensors"), count(influx, "quartiers") + count(influx, "unassigned"))
             if now != stored:
                 stored, last_change = now, time.perf_counter()
         chain_s = last_change - started
@@ -146,7 +148,7 @@ def main():
         print(f"| readings published by the fleet (host run, start to exit) | {readings:,} | {host_s:.1f} | "
               f"{readings / host_s:,.0f} |")
         print(f"| readings in InfluxDB (`sensors`) | {stored[0]:,} | {chain_s:.1f} | {stored[0] / chain_s:,.0f} |")
-        print(f"| averages in InfluxDB (`quartiers`) | {stored[1]:,} of {averages:,} | | |")
+        print(f"| avg_quartier's messages in InfluxDB (`quartiers`, `unassigned`) | {stored[1]:,} of {averages:,} | | |")
         print(f"historian: {cpu:.1f} s of CPU, peak {peak} MiB")
         lost = (readings - stored[0], averages - stored[1])
         print("zero loss: every reading and every average is in the database" if lost == (0, 0)

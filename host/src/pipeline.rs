@@ -44,8 +44,11 @@ use crate::topic;
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the start waits for the broker to acknowledge the processors' subscriptions.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
-/// At stop, how long the input may keep delivering readings already published.
-const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// At stop, how long the input may keep delivering readings already published (a fast run can
+/// leave a backlog of seconds in the broker; a live stream that never pauses ends it here).
+const DRAIN_WAIT: Duration = Duration::from_secs(60);
+/// How long a stop waits for the output connection to hand the broker what is queued.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(30);
 /// Input silent this long at stop means the readings in flight have arrived (loopback delivers
 /// in well under a millisecond; the margin is for a loaded machine).
 const QUIET: Duration = Duration::from_millis(500);
@@ -289,6 +292,8 @@ pub struct RunningPipeline {
     model_workers: Vec<JoinHandle<()>>,
     workers: Vec<ProcessorWorker>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The output connection's event loop: it must run until the disconnect goes out.
+    output: Option<tokio::task::JoinHandle<()>>,
     out_client: AsyncClient,
     status_topic: String,
     /// Sensor models done with a fixed interval, and how many there are.
@@ -379,13 +384,14 @@ impl RunningPipeline {
             model_workers: Vec::new(),
             workers: Vec::new(),
             tasks: Vec::new(),
+            output: None,
             out_client: out_client.clone(),
             status_topic: status_topic.clone(),
             models_finished: None,
             _engine: plugins.engine.clone(),
         };
         let status = json!({"state": "online"}).to_string();
-        pipeline.tasks.push(tokio::spawn(drive_output(
+        pipeline.output = Some(tokio::spawn(drive_output(
             out_loop,
             status_topic.clone(),
             status,
@@ -505,10 +511,21 @@ impl RunningPipeline {
         }
         let offline = json!({"state": "offline"}).to_string();
         let _ = self.out_client.publish(self.status_topic.clone(), QoS::AtLeastOnce, true, offline).await;
-        // Give the output connection a moment to deliver what the workers published last.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The disconnect queues behind every publish the workers made, and the event loop writes
+        // requests in order: once it has gone out, so has everything before it. Aborting the
+        // loop after a fixed delay lost the last messages of a fast run (bench/chain: the last
+        // 12 quartier averages of 252).
         let _ = self.out_client.disconnect().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(output) = self.output.take() {
+            let abort = output.abort_handle();
+            if tokio::time::timeout(OUTPUT_DRAIN, output).await.is_err() {
+                tracing::warn!(
+                    "the broker took more than {} s to take the last messages; some may be lost",
+                    OUTPUT_DRAIN.as_secs()
+                );
+                abort.abort();
+            }
+        }
         for task in &self.tasks {
             task.abort();
         }
