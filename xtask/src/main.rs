@@ -163,9 +163,10 @@ fn build_python_and_js_plugins() -> Result<(), String> {
                     .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
             }
             for (name, folder) in &python_plugins {
+                let (wit, world) = guest_contract(folder, "app.py", &wit, "SensorModelApi");
                 let mut command = Command::new(&componentize_py);
                 command.current_dir(folder).arg("-d").arg(&wit);
-                build(name, command.args(["-w", "processor", "componentize", "app", "-p", "."]))?;
+                build(name, command.args(["-w", world, "componentize", "app", "-p", "."]))?;
             }
         }
     }
@@ -182,16 +183,33 @@ fn build_python_and_js_plugins() -> Result<(), String> {
                     run(npm?.current_dir(&js).args(["ci", "--no-audit", "--no-fund"]))?;
                 }
                 for (name, folder) in &js_plugins {
+                    let (wit, world) = guest_contract(folder, "app.js", &wit, "sensorModelApi");
                     let mut command =
                         Command::new(js.join("node_modules").join(".bin").join("componentize-js"));
                     command.current_dir(folder).arg("app.js").arg("--wit").arg(&wit);
                     // No wasi:http (the host does not link it); stdio stays, for the guest's errors.
-                    build(name, command.args(["-n", "processor", "-d", "http", "fetch-event"]))?;
+                    build(name, command.args(["-n", world, "-d", "http", "fetch-event"]))?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The WIT folder and world a Python or JavaScript plugin builds against: a plugin made by
+/// `host plugin new` carries its own `wit/` (the newest contract), the examples use `default`;
+/// a source that exports the sensor model's interface (`sensor_export`) is a sensor model.
+fn guest_contract(
+    folder: &Path,
+    source: &str,
+    default: &Path,
+    sensor_export: &str,
+) -> (PathBuf, &'static str) {
+    let own = folder.join("wit");
+    let wit = if own.join("plugin.wit").is_file() { own } else { default.to_owned() };
+    let text = std::fs::read_to_string(folder.join(source)).unwrap_or_default();
+    let world = if text.contains(sensor_export) { "sensor-model" } else { "processor" };
+    (wit, world)
 }
 
 fn host_triple() -> Result<String, String> {
