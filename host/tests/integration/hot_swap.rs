@@ -19,6 +19,10 @@ fn pipeline(url: String, plugins: Vec<PluginConfig>, watch: bool) -> PipelineCon
     config.mqtt.url = Some(url);
     config.mqtt.client_id = format!("swap-test-{}", crate::support::free_port());
     config.runtime.cache_dir = Some(temp_dir("cache"));
+    // The virtual clock an hour before the readings (T0): windows close by the readings' own
+    // times, never by a tick. With the default (now), these tests broke the day the wall clock
+    // passed T0.
+    config.runtime.start = Some("2026-11-29T07:00:00Z".into());
     config.runtime.watch = watch;
     config.plugins = plugins;
     config

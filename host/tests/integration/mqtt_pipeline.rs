@@ -23,6 +23,10 @@ fn pipeline(mqtt_url: Option<String>, plugins: Vec<PluginConfig>) -> PipelineCon
     config.mqtt.embedded_port = 0;
     config.mqtt.client_id = format!("garonne-test-{}", crate::support::free_port());
     config.runtime.cache_dir = Some(temp_dir("cache"));
+    // The virtual clock an hour before the readings (T0): windows close by the readings' own
+    // times, never by a tick. With the default (now), these tests broke the day the wall clock
+    // passed T0.
+    config.runtime.start = Some("2026-11-29T07:00:00Z".into());
     config.plugins = plugins;
     config
 }
