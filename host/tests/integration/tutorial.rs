@@ -92,6 +92,8 @@ run_for_a_while() {
   for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -KILL -- "-$pid" 2>/dev/null || true
   echo "ran for 30 s: $1"; tail -n 5 "$log"
+  # The student's heat alerts (`above` = the lab's threshold), echoed by `--echo`.
+  echo "student alerts: $(grep -c '^toulouse/alerts/temperature .*"above":7.0' "$log" || true)"
 }
 "#
     );
@@ -154,6 +156,19 @@ fn the_tutorial_runs_as_written() {
     assert_eq!(log.matches("ok: the 4 messages match").count(), 3, "{log}");
     assert_eq!(log.matches("ok: the 1 messages match").count(), 3, "{log}");
     assert_eq!(log.matches("ran for 30 s").count(), 4, "{log}");
+    // On the live map: the demo alone shows none of the student's alerts, and each language's
+    // plugin, run beside the demo on a November afternoon, publishes some.
+    let alerts: Vec<u32> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("student alerts: "))
+        .map(|n| n.trim().parse().unwrap_or(0))
+        .collect();
+    assert_eq!(alerts.len(), 4, "{log}");
+    assert_eq!(alerts[0], 0, "the demo alone has no heat alert plugin: {log}");
+    assert!(
+        alerts[1..].iter().all(|&n| n > 0),
+        "a plugin published no alert on the live map: {alerts:?}\n{log}"
+    );
     for lang in ["python", "js"] {
         let wasm = home.join(format!("tp-garonne/{lang}/alerte_chaleur/alerte_chaleur.wasm"));
         assert!(wasm.is_file(), "{lang}: no {}", wasm.display());
