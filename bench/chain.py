@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 
-from historian import free_port, proc_stats, query, wait_port
+from historian import proc_stats, query, start_servers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(ROOT, "plugins/target/wasm32-wasip2/release")
@@ -83,33 +83,9 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="garonne-chain-")
     os.chmod(work, 0o777)
-    mqtt_port, influx_port, rpc_port = free_port(), free_port(), free_port()
-    with open(f"{work}/mosquitto.conf", "w") as f:
-        # No queue limit: the bench measures the chain, not the broker's policy when a client
-        # falls behind (BENCHMARKS.md's load section measures that).
-        f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                "max_queued_messages 0\nmax_inflight_messages 1000\nlog_dest stderr\n")
-    with open(f"{work}/influxdb.conf", "w") as f:
-        f.write(f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc_port}"\n'
-                f'[meta]\n  dir = "{work}/meta"\n[data]\n  dir = "{work}/data"\n  wal-dir = "{work}/wal"\n'
-                f'  query-log-enabled = false\n[http]\n  bind-address = "127.0.0.1:{influx_port}"\n'
-                '  log-enabled = false\n[monitor]\n  store-enabled = false\n')
-    servers = [
-        subprocess.Popen(["mosquitto", "-c", f"{work}/mosquitto.conf"], stderr=subprocess.DEVNULL),
-        subprocess.Popen(["influxd", "-config", f"{work}/influxdb.conf"], stderr=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL),
-    ]
+    mqtt_port, influx, servers = start_servers(work, inflight=1000, databases=("garonne",))
     historian = None
     try:
-        wait_port(mqtt_port)
-        wait_port(influx_port)
-        influx = f"http://127.0.0.1:{influx_port}"
-        for _ in range(100):
-            try:
-                query(influx, "CREATE DATABASE garonne")
-                break
-            except OSError:
-                time.sleep(0.1)
         historian = subprocess.Popen(
             [args.host, "historian", "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--influx-url", influx,
              "--database", "garonne", "--spool-dir", f"{work}/spool", "--client-id", "bench-chain-historian",

@@ -80,15 +80,14 @@ def proc_stats(pid):
     return cpu, peak
 
 
-def main():
-    host, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    extra = sys.argv[4:]
-    work = tempfile.mkdtemp(prefix="garonne-bench-")
-    os.chmod(work, 0o777)
+def start_servers(work, inflight, databases):
+    """Mosquitto (no queue limit: a bench measures its clients, not the broker's policy when one
+    falls behind) and InfluxDB 1.x, on free loopback ports, their files in `work`, with
+    `databases` created. Returns the broker's port, InfluxDB's URL and the two processes."""
     mqtt_port, influx_port, rpc_port = free_port(), free_port(), free_port()
     with open(f"{work}/mosquitto.conf", "w") as f:
         f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                "max_queued_messages 0\nmax_inflight_messages 10000\nlog_dest stderr\n")
+                f"max_queued_messages 0\nmax_inflight_messages {inflight}\nlog_dest stderr\n")
     with open(f"{work}/influxdb.conf", "w") as f:
         f.write(f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc_port}"\n'
                 f'[meta]\n  dir = "{work}/meta"\n[data]\n  dir = "{work}/data"\n  wal-dir = "{work}/wal"\n'
@@ -99,19 +98,32 @@ def main():
         subprocess.Popen(["influxd", "-config", f"{work}/influxdb.conf"], stderr=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL),
     ]
-    historian = None
     try:
         wait_port(mqtt_port)
         wait_port(influx_port)
         influx = f"http://127.0.0.1:{influx_port}"
-        for db in ("direct", "garonne"):
+        for db in databases:
             for _ in range(100):
                 try:
                     query(influx, f"CREATE DATABASE {db}")
                     break
                 except OSError:
                     time.sleep(0.1)
+    except BaseException:
+        for process in servers:
+            process.terminate()
+        raise
+    return mqtt_port, influx, servers
 
+
+def main():
+    host, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    extra = sys.argv[4:]
+    work = tempfile.mkdtemp(prefix="garonne-bench-")
+    os.chmod(work, 0o777)
+    mqtt_port, influx, servers = start_servers(work, inflight=10000, databases=("direct", "garonne"))
+    historian = None
+    try:
         # 1. Direct ingest, same lines, same batch size.
         lines = [line(i) for i in range(n)]
         started = time.perf_counter()

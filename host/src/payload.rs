@@ -251,7 +251,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// Writes the host's own format into `buffer`, for years 0 to 9999 (None outside them).
 fn write_rfc3339(ms: Millis, buffer: &mut [u8; RFC3339_LEN]) -> Option<&str> {
     let (days, in_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = civil_from_days(days)?;
     if !(0..=9999).contains(&year) {
         return None;
     }
@@ -288,11 +288,10 @@ fn parse_own_format(text: &[u8]) -> Option<Millis> {
     }
     let (year, month, day) = (digits(&text[0..4])?, digits(&text[5..7])?, digits(&text[8..10])?);
     let (hour, minute, second) = (digits(&text[11..13])?, digits(&text[14..16])?, digits(&text[17..19])?);
-    let month_ok = (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month as u32);
-    if !month_ok || hour > 23 || minute > 59 || second > 59 {
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    let days = days_from_civil(year, month as u32, day as u32);
+    let days = days_from_civil(year, month, day)?;
     Some(days * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + millis)
 }
 
@@ -300,40 +299,24 @@ fn digits(text: &[u8]) -> Option<i64> {
     text.iter().try_fold(0, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
 }
 
-fn days_in_month(year: i64, month: u32) -> i64 {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// Julian day number of 1970-01-01: `time`'s date arithmetic counts from there, ours from the
+/// Unix epoch.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// Days since 1970-01-01 of a valid date (None for 2026-02-30 and the like), by `time`'s date
+/// arithmetic: only its formatting and parsing machinery is slow, not its calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
+    Some(i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
 }
 
-/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar (Howard Hinnant's
-/// `days_from_civil`, public domain: http://howardhinnant.github.io/date_algorithms.html).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`] (same source).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// The calendar date of a day counted from 1970-01-01 (None outside `time`'s range).
+fn civil_from_days(days: i64) -> Option<(i64, u8, u8)> {
+    let julian = i32::try_from(days + UNIX_EPOCH_JULIAN_DAY).ok()?;
+    let date = time::Date::from_julian_day(julian).ok()?;
+    Some((i64::from(date.year()), u8::from(date.month()), date.day()))
 }
 
 #[cfg(test)]
