@@ -3,12 +3,15 @@
 Starts Mosquitto and InfluxDB on free loopback ports in a temp folder, then:
 1. direct: posts N points to InfluxDB's /write in batches of BATCH (the ceiling);
 2. historian: publishes the same N readings to Mosquitto (QoS 0 publisher, QoS 1 historian
-   subscription) and times until InfluxDB holds them all, sampling the historian's CPU time
-   and peak memory from /proc.
+   subscription) and times until InfluxDB has acknowledged them all (the historian's log of
+   written batches; one count in the database checks it), sampling the CPU time of the
+   historian, Mosquitto and InfluxDB and the historian's peak memory from /proc.
 Prints one Markdown table row per stage and the ratio.
 """
+import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -53,6 +56,23 @@ def count(influx, db):
     result = query(influx, "SELECT count(value) FROM sensors", db)
     series = result["results"][0].get("series")
     return series[0]["values"][0][1] if series else 0
+
+
+LOG_FILTER = "info,garonne::historian=debug,rumqttc=warn"
+WRITTEN = re.compile(r"^(\S+)\s.*batch written.*written=(\d+)")
+
+
+def wait_for_written(log_path, n, deadline):
+    """The wall-clock time (from the log line's timestamp) at which the historian reported `n`
+    points written."""
+    while time.time() < deadline:
+        with open(log_path) as f:
+            for entry in f:
+                match = WRITTEN.match(entry)
+                if match and int(match.group(2)) >= n:
+                    return datetime.datetime.fromisoformat(match.group(1).replace("Z", "+00:00")).timestamp()
+        time.sleep(0.05)
+    raise SystemExit(f"the historian did not report {n} points written; see {log_path}")
 
 
 def reading(i):
@@ -126,11 +146,13 @@ def main():
     try:
         # 1. Direct ingest, same lines, same batch size.
         lines = [line(i) for i in range(n)]
+        influx_cpu_before = proc_stats(servers[1].pid)[0]
         started = time.perf_counter()
         for k in range(0, n, batch):
             body = ("\n".join(lines[k:k + batch]) + "\n").encode()
             http(f"{influx}/write?db=direct&precision=ms", body)
         direct_s = time.perf_counter() - started
+        direct_influx_share = (proc_stats(servers[1].pid)[0] - influx_cpu_before) / direct_s
         assert count(influx, "direct") == n, "direct ingest lost points"
 
         # 2. The broker alone: the same messages to a plain QoS 1 subscriber (mosquitto_sub).
@@ -150,27 +172,39 @@ def main():
             [host, "historian", "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--influx-url", influx,
              "--database", "garonne", "--batch-size", str(batch), "--spool-dir", f"{work}/spool",
              "--client-id", "bench-historian", *extra],
-            stderr=open(f"{work}/historian.log", "w"))
+            stderr=open(f"{work}/historian.log", "w"), env={**os.environ, "RUST_LOG": LOG_FILTER})
         deadline = time.time() + 30
         while b"historian connected" not in open(f"{work}/historian.log", "rb").read():
             if time.time() > deadline:
                 raise SystemExit("the historian did not connect")
             time.sleep(0.05)
         time.sleep(0.5)  # its SUBSCRIBE
-        cpu_before, _ = proc_stats(historian.pid)
-        started = time.perf_counter()
+        watched = [historian.pid, servers[0].pid, servers[1].pid]
+        cpu_before = [proc_stats(pid)[0] for pid in watched]
+        started = time.time()
         subprocess.run(["mosquitto_pub", "-p", str(mqtt_port), "-q", "0", "-t", "toulouse/sensors/temperature/bench",
                         "-l"], input=payloads.encode(), check=True)
-        stored = 0
-        while stored < n and time.perf_counter() - started < 600:
-            time.sleep(0.2)
+        # The stage ends when InfluxDB has acknowledged the write of the last point: the
+        # historian logs each acknowledged batch. Polling InfluxDB with a count instead would
+        # load the server under test (a count over 1,000 series takes it tens of ms).
+        finished = wait_for_written(f"{work}/historian.log", n, started + 600)
+        historian_s = finished - started
+        cpu_after = [proc_stats(pid)[0] for pid in watched]
+        _, peak_mib = proc_stats(historian.pid)
+        stored = count(influx, "garonne")
+        for _ in range(20):
+            if stored == n:
+                break
+            print(f"count right after the last write: {stored}; counting again", file=sys.stderr)
+            time.sleep(0.25)
             stored = count(influx, "garonne")
-        historian_s = time.perf_counter() - started
-        cpu_after, peak_mib = proc_stats(historian.pid)
-        assert stored == n, f"the historian stored {stored} of {n}"
+        if stored != n:
+            shutil.copy(f"{work}/historian.log", "/tmp/historian-failed.log")
+        assert stored == n, f"the historian stored {stored} of {n} (its log: /tmp/historian-failed.log)"
+        cpu_share, mosquitto_share, influx_share = (
+            (after - before) / historian_s for before, after in zip(cpu_before, cpu_after))
 
         direct_rate, historian_rate = n / direct_s, n / historian_s
-        cpu_share = (cpu_after - cpu_before) / historian_s
         print(f"{n} points, batches of {batch}, historian flags: {' '.join(extra) or 'none'}")
         print("| stage | points/s | historian CPU | historian peak memory |")
         print("|---|---|---|---|")
@@ -178,6 +212,9 @@ def main():
         print(f"| Mosquitto alone (mosquitto_pub QoS 0 -> mosquitto_sub QoS 1) | {n / broker_s:,.0f} | | |")
         print(f"| Mosquitto -> host historian -> InfluxDB | {historian_rate:,.0f} | "
               f"{cpu_share * 100:.0f} % of a core | {peak_mib} MiB |")
+        print(f"during the historian stage: Mosquitto {mosquitto_share * 100:.0f} % and InfluxDB "
+              f"{influx_share * 100:.0f} % of a core; during direct ingest: InfluxDB "
+              f"{direct_influx_share * 100:.0f} %")
         print(f"historian / direct = {historian_rate / direct_rate:.2f}; "
               f"historian / broker = {historian_rate * broker_s / n:.2f}; all {n} points stored")
     finally:

@@ -4,12 +4,13 @@
 //! Run with `cargo xtask build-plugins && cargo bench -p garonne-host --bench quartiers`.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use avg_quartier::AvgQuartier;
 use avg_quartier::index::QuartierIndex;
 use divan::{Bencher, black_box, counter::ItemsCount};
 use garonne::clock::VirtualClock;
-use garonne::sandbox::{Limits, PluginEngine, PluginSandbox, Position, Readings, Sensor};
+use garonne::sandbox::{Limits, LoadedPlugin, PluginEngine, PluginSandbox, Position, Readings, Sensor};
 use garonne_sdk::__private::ProcessorRunner;
 use garonne_sdk::processor_bindings::exports::garonne::plugin::processor_api as api;
 use garonne_sdk::processor_bindings::garonne::plugin::types as guest_types;
@@ -51,18 +52,54 @@ fn batch(n: usize, size: usize, stations: usize) -> (Vec<u32>, Vec<f64>, Vec<i64
     (sensors, values, times)
 }
 
-const CONFIG: [(&str, &str); 2] = [("window_s", "300"), ("lateness_s", "0")];
+/// The component, compiled once for all batch sizes (so that a profile of this bench shows
+/// the calls, not Cranelift).
+fn avg_quartier_wasm() -> &'static LoadedPlugin {
+    static PLUGIN: OnceLock<(PluginEngine, LoadedPlugin)> = OnceLock::new();
+    let (_, plugin) = PLUGIN.get_or_init(|| {
+        let engine = PluginEngine::new(None).expect("engine");
+        let path = root().join("plugins/target/wasm32-wasip2/release/avg_quartier.wasm");
+        let plugin = engine.load(&path).expect("run `cargo xtask build-plugins` first");
+        (engine, plugin)
+    });
+    plugin
+}
+
+/// Five-minute windows: one closes every 300 readings of the bench's stream.
+const WINDOW_S: &str = "300";
+/// A window longer than the run: no window closes, so only the reading path is measured.
+const NEVER_CLOSES_S: &str = "1000000000";
+
+fn config(window_s: &str) -> Vec<(String, String)> {
+    vec![("window_s".into(), window_s.into()), ("lateness_s".into(), "0".into())]
+}
 
 #[divan::bench(args = [1, 100, 1000])]
 fn wasm_avg_quartier(bencher: Bencher, size: usize) {
-    let engine = PluginEngine::new(None).expect("engine");
-    let path = root().join("plugins/target/wasm32-wasip2/release/avg_quartier.wasm");
-    let plugin = engine.load(&path).expect("run `cargo xtask build-plugins` first");
+    wasm(bencher, size, WINDOW_S);
+}
+
+#[divan::bench(args = [1, 100, 1000])]
+fn native_avg_quartier(bencher: Bencher, size: usize) {
+    native(bencher, size, WINDOW_S);
+}
+
+/// The reading path alone (placement, window update), in batches of 1,000.
+#[divan::bench]
+fn wasm_reading_path(bencher: Bencher) {
+    wasm(bencher, 1000, NEVER_CLOSES_S);
+}
+
+#[divan::bench]
+fn native_reading_path(bencher: Bencher) {
+    native(bencher, 1000, NEVER_CLOSES_S);
+}
+
+fn wasm(bencher: Bencher, size: usize, window_s: &str) {
     let limits = Limits { call_deadline_ms: 10_000, ..Limits::default() };
-    let mut sandbox =
-        PluginSandbox::instantiate(&plugin, &limits, VirtualClock::new(0, 1.0), 1).expect("instance");
-    let config: Vec<(String, String)> = CONFIG.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    sandbox.init(&config).expect("init");
+    let mut sandbox = PluginSandbox::instantiate(avg_quartier_wasm(), &limits, VirtualClock::new(0, 1.0), 1)
+        .expect("instance");
+    sandbox.init(&config(window_s)).expect("init");
     let stations = stations();
     let sensors: Vec<Sensor> = stations
         .iter()
@@ -83,10 +120,9 @@ fn wasm_avg_quartier(bencher: Bencher, size: usize) {
     });
 }
 
-#[divan::bench(args = [1, 100, 1000])]
-fn native_avg_quartier(bencher: Bencher, size: usize) {
+fn native(bencher: Bencher, size: usize, window_s: &str) {
     let mut runner = ProcessorRunner::<AvgQuartier>::default();
-    runner.init(CONFIG.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).expect("init");
+    runner.init(config(window_s)).expect("init");
     let stations = stations();
     let sensors: Vec<api::Sensor> = stations
         .iter()

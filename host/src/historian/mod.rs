@@ -465,6 +465,9 @@ impl Writer {
         match self.sink.write(lines).await {
             WriteResult::Written => {
                 Metrics::add(&self.metrics.written, lines.len());
+                // Benchmarks time the stage by this line (RUST_LOG=garonne::historian=debug).
+                let written = self.metrics.written.load(Ordering::Relaxed);
+                tracing::debug!(points = lines.len(), written, "historian: batch written");
                 Ok(())
             }
             WriteResult::Unavailable(reason) => Err(reason),

@@ -98,6 +98,9 @@ pub(crate) enum PluginPre {
     SensorModel(SensorModelPre),
 }
 
+/// Set to `1` to profile plugins with `perf`: see BENCHMARKS.md, "Profiling a plugin".
+pub const PERF_MAP_VAR: &str = "GARONNE_PERF_MAP";
+
 /// The one wasmtime `Engine` of the host, with its epoch ticker and compiled-code cache.
 pub struct PluginEngine {
     engine: Engine,
@@ -111,6 +114,11 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // `perf record` cannot name JIT-compiled guest code unless wasmtime writes a perf map
+        // (/tmp/perf-PID.map); off by default because the file grows with every compilation.
+        if std::env::var_os(PERF_MAP_VAR).is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = cache_dir {
             let mut cache_config = CacheConfig::new();
             cache_config.with_directory(dir);
