@@ -322,8 +322,9 @@ class Bench:
         # "chain": avg_quartier reads quality_filter's clean readings in process (plugin: input),
         # not through the broker; they still go to the broker for the subscriber.
         avg_only = plugins == "avg"
-        avg_input = {"avg": "toulouse/sensors/#", "chain": "plugin:quality_filter:toulouse/clean/#"}.get(
-            plugins, "toulouse/clean/#")
+        in_process = plugins == "chain" or (plugins == "before" and self.args.before_chain == "process")
+        avg_input = ("toulouse/sensors/#" if avg_only else
+                     "plugin:quality_filter:toulouse/clean/#" if in_process else "toulouse/clean/#")
         text = f"""# Written by bench/load/driver.py
 [mqtt]
 client_id = "garonne-bench"
@@ -753,7 +754,8 @@ def markdown(report, args):
         for label, name in ((f"ceiling-q{qos}", "Mosquitto alone (pub → broker → sub)"),
                             (f"host-q{qos}", "host: quality_filter → avg_quartier through the broker"),
                             (f"host-chain-q{qos}", "host: quality_filter → avg_quartier in process (`plugin:`)"),
-                            (f"host-before-q{qos}", "host (`--host-before` build): quality_filter → avg_quartier through the broker"),
+                            (f"host-before-q{qos}", "host (`--host-before` build): quality_filter → avg_quartier "
+                             + ("in process" if args.before_chain == "process" else "through the broker")),
                             (f"host-avg-q{qos}", "host: avg_quartier alone (the Python script's job)"),
                             (f"python-q{qos}", "Python baseline (paho + shapely)")):
             if label not in res:
@@ -898,6 +900,8 @@ def main():
     parser.add_argument("--max-inflight", type=int, default=100, help="Mosquitto's max_inflight_messages")
     parser.add_argument("--max-queued", type=int, default=10_000, help="Mosquitto's max_queued_messages")
     parser.add_argument("--host-before", help="another build of the host, for the host-before stage")
+    parser.add_argument("--before-chain", choices=("broker", "process"), default="broker",
+                        help="how the host-before stage chains its two plugins (default: broker)")
     parser.add_argument("--stages", default=",".join(s for s in STAGES if s != "host-before"),
                         help=f"comma-separated stages to run (default all: {','.join(STAGES)}); host-chain is "
                              "quality_filter -> avg_quartier chained in process (plugin: input)")

@@ -106,6 +106,10 @@ pub struct RuntimeConfig {
     pub tick_ms: u64,
     /// Most readings given to a processor in one call.
     pub batch_max: usize,
+    /// How long a processor's worker lets readings gather before a call that would take fewer
+    /// than `batch_max`, in ms (0: call at once). A wake-up of the worker for each reading cost
+    /// more host CPU than the plugin's work; this wait is the latency it trades for it.
+    pub batch_linger_ms: u64,
     /// Slots of each processor's queue: a reading from the broker, or what one call of a plugin
     /// it reads in process emitted (at most that plugin's `max_messages`). A full queue pauses
     /// the input connection, or the worker of that plugin: memory stays bounded and nothing is
@@ -130,6 +134,7 @@ impl Default for RuntimeConfig {
             seed: 42,
             tick_ms: 1_000,
             batch_max: 1_000,
+            batch_linger_ms: 2,
             queue_capacity: 10_000,
             checkpoint_every: 16,
             watch: false,

@@ -426,7 +426,11 @@ impl RunningPipeline {
                 }
             }
             let own = publisher.for_plugin(consumers_of(&name, &config, &queues));
-            let thread = spawn_processor(supervisor, rx, own, config.runtime.batch_max, stats.clone())?;
+            let batching = Batching {
+                max: config.runtime.batch_max,
+                linger: Duration::from_millis(config.runtime.batch_linger_ms),
+            };
+            let thread = spawn_processor(supervisor, rx, own, batching, stats.clone())?;
             let stage = stage_of(&name, &config, &processor_names);
             pipeline.workers.push(ProcessorWorker { stage, queue: tx.clone(), thread });
             // A processor with only `plugin:` inputs subscribes to nothing.
@@ -844,28 +848,35 @@ async fn report_status(stats: Arc<StatsBoard>, client: AsyncClient, topic: Strin
     }
 }
 
+/// How a processor's worker gathers readings into calls.
+#[derive(Clone, Copy)]
+struct Batching {
+    max: usize,
+    linger: Duration,
+}
+
 fn spawn_processor(
     mut supervisor: ProcessorSupervisor,
     mut queue: mpsc::Receiver<Work>,
     publisher: Publisher,
-    batch_max: usize,
+    batching: Batching,
     stats: Arc<StatsBoard>,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let name = supervisor.name().to_owned();
     std::thread::Builder::new()
         .name(format!("plugin-{name}"))
         .spawn(move || {
-            let mut batch = Vec::with_capacity(batch_max);
+            let mut batch = Vec::with_capacity(batching.max);
             while let Some(first) = queue.blocking_recv() {
                 let mut next = Next::default();
                 next.take(first, &mut batch);
-                // Natural batching: whatever queued up while the last call ran goes in the next;
-                // a new build takes over after the readings queued before it.
-                while batch.len() < batch_max && next.swap.is_none() {
-                    match queue.try_recv() {
-                        Ok(work) => next.take(work, &mut batch),
-                        Err(_) => break,
-                    }
+                next.gather(&mut queue, &mut batch, batching.max);
+                // A short batch waits a little for more: while this thread sleeps, the input
+                // queues readings without waking it, one wake-up per batch instead of per
+                // reading. Ticks, swaps and stops do not wait.
+                if next.is_readings_only() && batch.len() < batching.max && !batching.linger.is_zero() {
+                    std::thread::sleep(batching.linger);
+                    next.gather(&mut queue, &mut batch, batching.max);
                 }
                 let Next { tick, swap, stop } = next;
                 if !batch.is_empty() {
@@ -910,6 +921,21 @@ struct Next {
 }
 
 impl Next {
+    /// Natural batching: whatever queued up while the last call ran goes in the next; a new
+    /// build takes over after the readings queued before it.
+    fn gather(&mut self, queue: &mut mpsc::Receiver<Work>, batch: &mut Vec<Payload>, max: usize) {
+        while batch.len() < max && self.swap.is_none() {
+            match queue.try_recv() {
+                Ok(work) => self.take(work, batch),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn is_readings_only(&self) -> bool {
+        self.tick.is_none() && self.swap.is_none() && !self.stop
+    }
+
     fn take(&mut self, work: Work, batch: &mut Vec<Payload>) {
         match work {
             Work::Reading(reading) => batch.push(reading),
