@@ -71,6 +71,10 @@ pub enum PipelineError {
         "sensor model `{0}` needs stations: give --stations FILE (data/stations/meteo.json, air.json or bikes.json), or `stations = \"...\"` in its [[plugin]]"
     )]
     NoStations(String),
+    #[error(
+        "plugin `{plugin}` is a sensor model: it makes readings and reads none, so its inputs {inputs:?} would be ignored. Remove them; to feed its readings to a processor, give that processor `inputs = [\"plugin:{plugin}\"]`"
+    )]
+    SensorModelInputs { plugin: String, inputs: Vec<String> },
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -625,6 +629,10 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
                 started.processors.push((supervisor, topic_filters(plugin_config, &config.mqtt.prefix)));
             }
             World::SensorModel => {
+                if !plugin_config.inputs.is_empty() {
+                    let inputs = plugin_config.inputs.clone();
+                    return Err(PipelineError::SensorModelInputs { plugin: name, inputs });
+                }
                 let path =
                     plugin_config.stations.as_ref().ok_or_else(|| PipelineError::NoStations(name.clone()))?;
                 let stations = stations::multiply(&stations::load(path)?, plugin_config.fleet);

@@ -273,3 +273,23 @@ async fn new_builds_of_both_ends_of_a_chain_take_over_without_losing_a_reading()
     let stats = running.stop().await;
     assert_eq!(stats["avg_quartier"].readings_in, clean as u64 + 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sensor_model_given_inputs_is_refused_with_the_way_out() {
+    let mut weather = PluginConfig::from_path(plugin("weather"));
+    weather.stations =
+        Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/stations/meteo.json"));
+    weather.inputs = vec!["toulouse/clean/#".into()];
+    let mut config = chain(&["plugin:weather"], &[]);
+    config.plugins.push(weather);
+    let error = match RunningPipeline::start(config).await {
+        Ok(running) => {
+            running.stop().await;
+            panic!("a sensor model with inputs started")
+        }
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("`weather` is a sensor model"), "{error}");
+    assert!(error.contains("[\"toulouse/clean/#\"]"), "the inputs it would ignore: {error}");
+    assert!(error.contains("inputs = [\"plugin:weather\"]"), "the way out: {error}");
+}
