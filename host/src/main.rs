@@ -288,34 +288,48 @@ fn new_plugin(args: cli::NewArgs) -> anyhow::Result<()> {
     let dir = args.dir.unwrap_or_else(|| args.name.clone().into());
     let scaffold = Scaffold { name: args.name, kind, lang, dir, sdk, tools: plugins };
     let files = scaffold.create()?;
-    println!("created {} files in {}:", files.len(), scaffold.dir.display());
+    let mut text = format!("created {} files in {}:\n", files.len(), scaffold.dir.display());
     for file in &files {
-        println!("  {}", file.display());
+        text += &format!("  {}\n", file.display());
     }
-    println!("\nnext, in {}:", scaffold.dir.display());
+    text += &format!("\nnext, in {}:\n", scaffold.dir.display());
     if lang == Lang::Rust {
-        println!("  rustup target add wasm32-wasip2   # once");
+        text += "  rustup target add wasm32-wasip2   # once\n";
     }
-    println!("  {}", scaffold.build_command());
-    println!("  {}", scaffold.test_command());
-    Ok(())
+    text += &format!("  {}\n  {}\n", scaffold.build_command(), scaffold.test_command());
+    print_out(&text)
 }
 
 fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
     let engine = PluginEngine::new(garonne::pipeline::default_cache_dir().as_deref())?;
     let info = engine.inspect(path)?;
-    println!("plugin:   {}", info.name);
-    println!("file:     {} ({} KiB)", info.path.display(), info.size_bytes.div_ceil(1024));
-    println!("world:    {}", info.world.name());
-    println!("wit:      {}@{}", bindings::PACKAGE, info.version);
-    println!("host supports: {}", bindings::SUPPORTED_VERSIONS.join(", "));
-    println!("exports:");
+    let mut text = format!(
+        "plugin:   {}\nfile:     {} ({} KiB)\nworld:    {}\nwit:      {}@{}\nhost supports: {}\nexports:\n",
+        info.name,
+        info.path.display(),
+        info.size_bytes.div_ceil(1024),
+        info.world.name(),
+        bindings::PACKAGE,
+        info.version,
+        bindings::SUPPORTED_VERSIONS.join(", ")
+    );
     for export in &info.exports {
-        println!("  {export}");
+        text += &format!("  {export}\n");
     }
-    println!("imports:");
+    text += "imports:\n";
     for import in &info.imports {
-        println!("  {import}");
+        text += &format!("  {import}\n");
     }
-    Ok(())
+    print_out(&text)
+}
+
+/// Writes to stdout. A reader that stops early (`host plugin inspect x.wasm | head`) is not an
+/// error: the rest is not wanted. `println!` would panic there.
+pub(crate) fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
 }

@@ -126,7 +126,12 @@ pub async fn echo(address: &BrokerAddress, filter: String) {
                     let _ = client.try_subscribe(filter.clone(), QoS::AtMostOnce);
                 }
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    println!("{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+                    use std::io::Write;
+                    let line = format!("{} {}\n", p.topic, String::from_utf8_lossy(&p.payload));
+                    // The reader went away (`| head`): stop echoing, not the pipeline.
+                    if std::io::stdout().lock().write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
                 }
                 Ok(_) => {}
                 Err(_) => {

@@ -109,9 +109,8 @@ fn report(args: &TestArgs, output: &ReplayOutput, limits: &Limits) -> anyhow::Re
         }
     }
     if args.expect.is_none() {
-        for line in &output.lines {
-            println!("{line}");
-        }
+        let text: String = output.lines.iter().map(|line| format!("{line}\n")).collect();
+        crate::print_out(&text)?;
     }
     if !limits_hit.is_empty() {
         let advice: Vec<String> = limits_hit.iter().map(raise).collect();

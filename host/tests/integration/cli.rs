@@ -174,6 +174,32 @@ fn plugin_test_runs_a_sensor_model_deterministically_for_a_seed() {
     assert_ne!(first, run("2"), "another seed gives other readings");
 }
 
+/// `host plugin test … | head`: the reader leaves after one line of several hundred KB.
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    let model = plugin("synthetic");
+    let stations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stations/meteo.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["plugin", "test", model.to_str().expect("utf-8 path"), "--stations"])
+        .arg(&stations)
+        .args(["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z", "--interval-s", "600"])
+        .env("XDG_CACHE_HOME", temp_dir("cli-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run the host binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).expect("a first line");
+    assert!(first.starts_with('{'), "{first}");
+    // The reader is gone (its end of the pipe closed when the BufReader dropped).
+    let output = child.wait_with_output().expect("the host exits");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn every_plugins_own_testdata_passes_plugin_test() {
     let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
