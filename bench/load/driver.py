@@ -816,6 +816,12 @@ def markdown(report, args):
             r = ratio(rate(label), rate(f"python-q{qos}"))
             out.append(f"| ≥ 20× the Python script's throughput (QoS {qos}, host: {what}) | "
                        + (f"{r:.1f}× | {'yes' if r >= 20 else 'no'} |" if r else "– | – |"))
+        # Whatever a process does with a reading, it cannot take them faster than the broker
+        # delivers them: the ceiling over the script's rate bounds every ratio above.
+        bound = ratio(peak(f"ceiling-q{qos}"), rate(f"python-q{qos}"))
+        if bound:
+            out.append(f"| (bound) Mosquitto's ceiling ÷ the Python script's throughput (QoS {qos}): the most "
+                       f"any process could reach through this broker on this machine | {bound:.1f}× | – |")
     for qos in (0, 1):
         py = best(f"python-q{qos}")
         for label, what in ((f"host-q{qos}", "quality_filter → avg_quartier"),
