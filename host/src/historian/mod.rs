@@ -15,9 +15,11 @@
 //! A batch is written when it reaches `batch_size`, when its first point has waited
 //! `linger_ms`, or as soon as the input pauses for `idle_flush_ms` (20 ms by default): a broker
 //! sends only so many unacknowledged messages at once (Mosquitto's `max_inflight_messages`, 20
-//! by default), so waiting for a full batch would stall the stream.
+//! by default), so waiting for a full batch would stall the stream. Up to two writes to InfluxDB
+//! are under way at once ([`in_flight`]), settled in the order they started.
 
 pub mod config;
+mod in_flight;
 pub mod line_protocol;
 pub mod sink;
 pub mod spool;
@@ -37,6 +39,7 @@ use crate::mqtt::{self, BrokerAddress};
 use crate::payload::Payload;
 use crate::topic;
 pub use config::{HistorianConfig, InfluxConfig};
+use in_flight::{Flights, InFlight};
 use line_protocol::Mapping;
 use sink::{FileWriter, InfluxWriter, Sink, WriteResult};
 use spool::{Spool, SpoolError};
@@ -378,16 +381,21 @@ impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Item>) {
         self.count_spool();
         let mut batch = Vec::with_capacity(self.batch_size);
+        let mut flights = Flights::default();
         loop {
-            if !self.spool.is_empty() && Instant::now() >= self.next_replay {
+            // The spool holds older points than any write under way: it waits for them (in
+            // practice it is only filled by the serial path, which settles them first).
+            if flights.is_empty() && !self.spool.is_empty() && Instant::now() >= self.next_replay {
                 self.replay().await;
             }
-            let first = if self.spool.is_empty() {
-                queue.recv().await
-            } else {
-                tokio::select! {
-                    item = queue.recv() => item,
-                    _ = tokio::time::sleep_until(self.next_replay) => continue,
+            let first = tokio::select! {
+                item = queue.recv() => item,
+                _ = tokio::time::sleep_until(self.next_replay), if !self.spool.is_empty() => continue,
+                // A write finishing while the input is quiet is acknowledged now: the broker
+                // sends only so many unacknowledged messages, and would wait for these.
+                (flight, result) = flights.oldest(), if !flights.is_empty() => {
+                    self.settle(flight, result).await;
+                    continue;
                 }
             };
             let mut stop = true;
@@ -396,12 +404,48 @@ impl Writer {
                 stop = self.fill(&mut batch, &mut queue).await;
             }
             if !batch.is_empty() {
-                self.deliver(std::mem::take(&mut batch)).await;
+                self.send(std::mem::take(&mut batch), &mut flights).await;
             }
             if stop {
+                while !flights.is_empty() {
+                    let (flight, result) = flights.oldest().await;
+                    self.settle(flight, result).await;
+                }
                 return;
             }
         }
+    }
+
+    /// Starts a batch's write beside the one under way when the sink allows it and nothing
+    /// waits in the spool; otherwise settles the writes under way and delivers it in turn.
+    async fn send(&mut self, mut batch: Vec<Pending>, flights: &mut Flights) {
+        let concurrent = self.sink.concurrent().filter(|_| self.spool.is_empty());
+        let Some(writer) = concurrent else {
+            while !flights.is_empty() {
+                let (flight, result) = flights.oldest().await;
+                self.settle(flight, result).await;
+            }
+            return self.deliver(batch).await;
+        };
+        if flights.is_full() {
+            let (flight, result) = flights.oldest().await;
+            self.settle(flight, result).await;
+        }
+        let lines: Vec<String> = batch.iter_mut().flat_map(|p| std::mem::take(&mut p.lines)).collect();
+        if lines.is_empty() {
+            return self.acknowledge(batch).await;
+        }
+        flights.start(writer, batch, lines);
+    }
+
+    /// A finished write: acknowledged if it went in, else through the usual path (retries,
+    /// refused points found by halving, spool), which writes it again.
+    async fn settle(&mut self, flight: InFlight, result: WriteResult) {
+        if result == WriteResult::Written {
+            self.count_written(flight.lines.len());
+            return self.acknowledge(flight.batch).await;
+        }
+        self.deliver_lines(flight.batch, &flight.lines).await;
     }
 
     /// Adds points until the batch is full, lingered long enough, or the input paused; returns
@@ -429,10 +473,15 @@ impl Writer {
         if lines.is_empty() {
             return self.acknowledge(batch).await;
         }
+        self.deliver_lines(batch, &lines).await;
+    }
+
+    /// Writes the lines of a batch (or spools them), then acknowledges its messages.
+    async fn deliver_lines(&mut self, batch: Vec<Pending>, lines: &[String]) {
         // While older batches wait in the spool, new ones queue behind them, in order.
         let direct = self.spool.is_empty();
         if direct {
-            match self.write_with_retries(&lines).await {
+            match self.write_with_retries(lines).await {
                 Ok(()) => return self.acknowledge(batch).await,
                 Err(reason) => tracing::warn!(
                     "{} unreachable ({reason}); keeping {} points in the spool {} until it is back",
@@ -442,7 +491,7 @@ impl Writer {
                 ),
             }
         }
-        self.spool_or_hold(&lines).await;
+        self.spool_or_hold(lines).await;
         self.acknowledge(batch).await;
     }
 
@@ -464,10 +513,7 @@ impl Writer {
     async fn write_checked(&mut self, lines: &[String]) -> Result<(), String> {
         match self.sink.write(lines).await {
             WriteResult::Written => {
-                Metrics::add(&self.metrics.written, lines.len());
-                // Benchmarks time the stage by this line (RUST_LOG=garonne::historian=debug).
-                let written = self.metrics.written.load(Ordering::Relaxed);
-                tracing::debug!(points = lines.len(), written, "historian: batch written");
+                self.count_written(lines.len());
                 Ok(())
             }
             WriteResult::Unavailable(reason) => Err(reason),
@@ -540,6 +586,13 @@ impl Writer {
     fn postpone_replay(&mut self) {
         self.next_replay = Instant::now() + self.replay_pause;
         self.replay_pause = (self.replay_pause * 2).min(MAX_REPLAY_PAUSE);
+    }
+
+    fn count_written(&self, points: usize) {
+        Metrics::add(&self.metrics.written, points);
+        // Benchmarks time the stage by this line (RUST_LOG=garonne::historian=debug).
+        let written = self.metrics.written.load(Ordering::Relaxed);
+        tracing::debug!(points, written, "historian: batch written");
     }
 
     fn count_spool(&self) {

@@ -45,6 +45,15 @@ impl Sink {
         }
     }
 
+    /// A writer for a write that may run beside others: InfluxDB works on one batch while the
+    /// next is sent. Files are written one batch at a time (`None`).
+    pub fn concurrent(&self) -> Option<InfluxWriter> {
+        match self {
+            Sink::Influx(writer) => Some(InfluxWriter::clone(writer)),
+            Sink::Files(_) => None,
+        }
+    }
+
     /// Where the points go, for the log.
     pub fn describe(&self) -> String {
         match self {
@@ -54,6 +63,9 @@ impl Sink {
     }
 }
 
+/// Cheap to clone (the HTTP client is shared): a clone makes a write of its own, so that two can
+/// be under way at once.
+#[derive(Clone)]
 pub struct InfluxWriter {
     client: Client<HttpConnector, Full<Bytes>>,
     write_url: hyper::Uri,
@@ -98,7 +110,7 @@ impl InfluxWriter {
         Ok(Self { client, write_url, shown_url: base.to_owned(), authorization, gzip })
     }
 
-    async fn write(&mut self, lines: &[String]) -> WriteResult {
+    pub async fn write(&self, lines: &[String]) -> WriteResult {
         let mut body = lines.join("\n").into_bytes();
         body.push(b'\n');
         let mut request =
