@@ -16,7 +16,7 @@
 //! `linger_ms`, or as soon as the input pauses for `idle_flush_ms` (20 ms by default): a broker
 //! sends only so many unacknowledged messages at once (Mosquitto's `max_inflight_messages`, 20
 //! by default), so waiting for a full batch would stall the stream. Up to two writes to InfluxDB
-//! are under way at once ([`in_flight`]), settled in the order they started.
+//! are under way at once (`in_flight.rs`), settled in the order they started.
 
 pub mod config;
 mod in_flight;

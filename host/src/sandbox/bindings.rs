@@ -8,7 +8,7 @@
 //! set of Rust values then serves every version: no conversion on the call path.
 //!
 //! When a future version changes a record, it gets its own `types` and the older modules keep
-//! theirs, with a conversion in [`super::instance`].
+//! theirs, with a conversion in `sandbox::instance`.
 
 /// `garonne:plugin@0.2.0`: the newest version, whose types the host uses everywhere.
 pub mod v0_2_0 {

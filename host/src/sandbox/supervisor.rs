@@ -254,8 +254,8 @@ impl ProcessorSupervisor {
     }
 
     /// Takes a snapshot after `calls` calls at the least, and later when snapshots are costly:
-    /// once the calls since the last one took [`CHECKPOINT_SHARE`] times its cost, or the
-    /// journal holds [`MAX_JOURNAL_READINGS`]. What `host run` does.
+    /// once the calls since the last one took `CHECKPOINT_SHARE` times its cost, or the
+    /// journal holds `MAX_JOURNAL_READINGS`. What `host run` does.
     pub fn with_adaptive_checkpoints(mut self, calls: usize) -> Self {
         self.checkpoint_every = calls.max(1);
         self.pacing.adaptive = true;
