@@ -407,11 +407,7 @@ impl Writer {
                 self.send(std::mem::take(&mut batch), &mut flights).await;
             }
             if stop {
-                while !flights.is_empty() {
-                    let (flight, result) = flights.oldest().await;
-                    self.settle(flight, result).await;
-                }
-                return;
+                return self.settle_all(&mut flights).await;
             }
         }
     }
@@ -421,10 +417,7 @@ impl Writer {
     async fn send(&mut self, mut batch: Vec<Pending>, flights: &mut Flights) {
         let concurrent = self.sink.concurrent().filter(|_| self.spool.is_empty());
         let Some(writer) = concurrent else {
-            while !flights.is_empty() {
-                let (flight, result) = flights.oldest().await;
-                self.settle(flight, result).await;
-            }
+            self.settle_all(flights).await;
             return self.deliver(batch).await;
         };
         if flights.is_full() {
@@ -436,6 +429,13 @@ impl Writer {
             return self.acknowledge(batch).await;
         }
         flights.start(writer, batch, lines);
+    }
+
+    async fn settle_all(&mut self, flights: &mut Flights) {
+        while !flights.is_empty() {
+            let (flight, result) = flights.oldest().await;
+            self.settle(flight, result).await;
+        }
     }
 
     /// A finished write: acknowledged if it went in, else through the usual path (retries,
