@@ -119,33 +119,34 @@ pub fn replay_processor(
     let tick_ms = options.tick_ms.max(1);
     let mut output = ReplayOutput::default();
     let mut next_tick = (start.div_euclid(tick_ms) + 1) * tick_ms;
-    let mut batch: Vec<Payload> = Vec::with_capacity(options.batch);
+    // The batch is a slice of the readings, `readings[first..i]`: no copy of each reading.
+    let mut first = 0;
     let mut latest = start;
-    for reading in readings {
+    for (i, reading) in readings.iter().enumerate() {
         while reading.time >= next_tick {
-            flush(&mut supervisor, &mut batch, &mut output);
+            flush(&mut supervisor, &readings[first..i], &mut output);
+            first = i;
             clock.set(next_tick);
             output.absorb(supervisor.on_tick(next_tick));
             next_tick += tick_ms;
         }
         latest = latest.max(reading.time);
         clock.set(latest);
-        batch.push(reading.clone());
-        if batch.len() >= options.batch {
-            flush(&mut supervisor, &mut batch, &mut output);
+        if i + 1 - first >= options.batch {
+            flush(&mut supervisor, &readings[first..=i], &mut output);
+            first = i + 1;
         }
     }
-    flush(&mut supervisor, &mut batch, &mut output);
+    flush(&mut supervisor, &readings[first..], &mut output);
     let end = latest + options.flush_ms;
     clock.set(end);
     output.absorb(supervisor.on_tick(end));
     Ok(output)
 }
 
-fn flush(supervisor: &mut ProcessorSupervisor, batch: &mut Vec<Payload>, output: &mut ReplayOutput) {
+fn flush(supervisor: &mut ProcessorSupervisor, batch: &[Payload], output: &mut ReplayOutput) {
     if !batch.is_empty() {
         output.absorb(supervisor.on_readings(batch));
-        batch.clear();
     }
 }
 
