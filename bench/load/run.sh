@@ -14,14 +14,8 @@ for tool in mosquitto python3; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (apt-get install mosquitto python3-venv)" >&2; exit 1; }
 done
 
-venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-if ! cmp -s "$here/requirements.txt" "$venv/.requirements.txt"; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-    cp "$here/requirements.txt" "$venv/.requirements.txt"
-fi
+# shellcheck source=bench/load/venv.sh
+source "$here/venv.sh"
 
 case " $* " in
     *" --help "*|*" -h "*) exec "$venv/bin/python" "$here/driver.py" --help ;;
