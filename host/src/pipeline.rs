@@ -763,11 +763,14 @@ impl Input {
             }
         };
         self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
-        for route in self.routes.iter() {
-            if route.filters.iter().any(|f| rumqttc::matches(topic, f)) {
-                let _ = route.queue.send(Work::Reading(reading.clone())).await;
-            }
+        // A copy for each processor that reads the topic but the last, which takes the reading.
+        let mut wanted = self.routes.iter().filter(|r| r.filters.iter().any(|f| rumqttc::matches(topic, f)));
+        let Some(mut current) = wanted.next() else { return };
+        for next in wanted {
+            let _ = current.queue.send(Work::Reading(reading.clone())).await;
+            current = next;
         }
+        let _ = current.queue.send(Work::Reading(reading)).await;
     }
 }
 
