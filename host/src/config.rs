@@ -108,7 +108,8 @@ pub struct RuntimeConfig {
     pub batch_max: usize,
     /// How long a processor's worker lets readings gather before a call that would take fewer
     /// than `batch_max`, in ms (0: call at once). A wake-up of the worker for each reading cost
-    /// more host CPU than the plugin's work; this wait is the latency it trades for it.
+    /// more host CPU than the plugin's work; this wait is the latency it trades for it (at most
+    /// 1,000).
     pub batch_linger_ms: u64,
     /// Slots of each processor's queue: a reading from the broker, or what one call of a plugin
     /// it reads in process emitted (at most that plugin's `max_messages`). A full queue pauses
@@ -123,6 +124,9 @@ pub struct RuntimeConfig {
     /// running one's state, between two batches.
     pub watch: bool,
 }
+
+/// A batch linger longer than this would hold readings longer than the tick that closes windows.
+const MAX_BATCH_LINGER_MS: u64 = 1_000;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -338,6 +342,12 @@ impl PipelineConfig {
                 "runtime.batch_max, runtime.tick_ms and runtime.queue_capacity must be > 0".into(),
             ));
         }
+        if self.runtime.batch_linger_ms > MAX_BATCH_LINGER_MS {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.batch_linger_ms is {}: at most {MAX_BATCH_LINGER_MS} (every short batch waits that long; 2 is the default, 0 turns it off)",
+                self.runtime.batch_linger_ms
+            )));
+        }
         Ok(())
     }
 
@@ -461,6 +471,17 @@ mod tests {
             ]
         );
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_batch_linger_over_a_second_is_refused() {
+        let mut config: PipelineConfig =
+            toml::from_str("[runtime]\nbatch_linger_ms = 5000\n[[plugin]]\npath = \"a.wasm\"\n")
+                .expect("parses");
+        let message = config.validate().expect_err("too long").to_string();
+        assert!(message.contains("batch_linger_ms is 5000: at most 1000"), "{message}");
+        config.runtime.batch_linger_ms = 0;
+        assert!(config.validate().is_ok(), "0 turns the linger off");
     }
 
     #[test]
