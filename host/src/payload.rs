@@ -52,7 +52,7 @@ pub enum PayloadError {
     BadPosition,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize)]
 struct Wire {
     sensor_id: Id,
     kind: String,
@@ -90,15 +90,11 @@ struct WireOut<'a> {
 }
 
 /// Station ids in the open data are numbers; accept them as such.
-#[derive(Serialize)]
-#[serde(untagged)]
 enum Id {
     Text(String),
     Number(u64),
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
 enum Time {
     Millis(i64),
     Text(String),
@@ -109,56 +105,60 @@ enum Time {
 // reading (a `ts` in RFC 3339 fails as milliseconds first) that was a fifth of the decode.
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct IdVisitor;
-        impl serde::de::Visitor<'_> for IdVisitor {
-            type Value = Id;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string or a non-negative integer")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Id, E> {
-                Ok(Id::Text(text.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Id, E> {
-                Ok(Id::Text(text))
-            }
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Id, E> {
-                Ok(Id::Number(n))
-            }
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Id, E> {
-                u64::try_from(n)
-                    .map(Id::Number)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
-            }
+        const EXPECTING: &str = "a string or a non-negative integer";
+        match deserializer.deserialize_any(TextOrInteger(EXPECTING))? {
+            Scalar::Text(text) => Ok(Id::Text(text)),
+            Scalar::Integer(n) => u64::try_from(n).map(Id::Number).map_err(|_| out_of_range(n, EXPECTING)),
         }
-        deserializer.deserialize_any(IdVisitor)
     }
 }
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TimeVisitor;
-        impl serde::de::Visitor<'_> for TimeVisitor {
-            type Value = Time;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an RFC 3339 string or an integer of milliseconds")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Time, E> {
-                Ok(Time::Text(text.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Time, E> {
-                Ok(Time::Text(text))
-            }
-            fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<Time, E> {
-                Ok(Time::Millis(ms))
-            }
-            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Time, E> {
-                i64::try_from(ms)
-                    .map(Time::Millis)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(ms), &self))
+        const EXPECTING: &str = "an RFC 3339 string or an integer of milliseconds";
+        match deserializer.deserialize_any(TextOrInteger(EXPECTING))? {
+            Scalar::Text(text) => Ok(Time::Text(text)),
+            Scalar::Integer(ms) => {
+                i64::try_from(ms).map(Time::Millis).map_err(|_| out_of_range(ms, EXPECTING))
             }
         }
-        deserializer.deserialize_any(TimeVisitor)
     }
+}
+
+/// A JSON string or integer, as read by [`TextOrInteger`].
+enum Scalar {
+    Text(String),
+    Integer(i128),
+}
+
+/// Reads a string or an integer without buffering; anything else is refused with the message.
+struct TextOrInteger(&'static str);
+
+impl serde::de::Visitor<'_> for TextOrInteger {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(text.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Scalar, E> {
+        Ok(Scalar::Text(text))
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Integer(n.into()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Integer(n.into()))
+    }
+}
+
+fn out_of_range<E: serde::de::Error>(n: i128, expecting: &'static str) -> E {
+    let unexpected = match i64::try_from(n) {
+        Ok(signed) => serde::de::Unexpected::Signed(signed),
+        Err(_) => serde::de::Unexpected::Unsigned(n as u64),
+    };
+    E::invalid_value(unexpected, &expecting)
 }
 
 impl Payload {
