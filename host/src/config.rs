@@ -158,6 +158,13 @@ pub struct PluginConfig {
     /// `plugin:NAME:FILTER` only those whose topic matches FILTER (see [`Input`]).
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// Which of its messages go to the broker: topic filters on their full topic (default
+    /// `["#"]`, all of them). The plugins that read this one in process (`plugin:NAME`) get its
+    /// messages either way, so `publish = []` keeps an intermediate stream inside the host: the
+    /// broker then relays each reading once instead of twice, and nothing subscribed to the
+    /// broker (the map, the historian) sees that stream.
+    #[serde(default = "publish_everything")]
+    pub publish: Vec<String>,
     /// Sensor models: the stations file given to `init`.
     pub stations: Option<PathBuf>,
     /// Sensor models: virtual seconds between two ticks.
@@ -171,6 +178,10 @@ pub struct PluginConfig {
     pub config: toml::Table,
     #[serde(default)]
     pub limits: Limits,
+}
+
+fn publish_everything() -> Vec<String> {
+    vec!["#".into()]
 }
 
 fn default_interval_s() -> f64 {
@@ -188,6 +199,7 @@ impl PluginConfig {
             path,
             name: None,
             inputs: Vec::new(),
+            publish: publish_everything(),
             stations: None,
             interval_s: default_interval_s(),
             fleet: default_fleet(),
@@ -332,6 +344,7 @@ impl PipelineConfig {
             }
         }
         self.validate_chains()?;
+        self.validate_publish()?;
         if self.runtime.end.is_some() && self.runtime.start.is_none() {
             return Err(ConfigError::Invalid(
                 "runtime.end (--to) needs runtime.start (--from): the interval to simulate".into(),
@@ -392,6 +405,26 @@ impl PipelineConfig {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// `publish` filters: valid, and a plugin that publishes nothing has a reader in process
+    /// (otherwise every message it emits would be lost).
+    fn validate_publish(&self) -> Result<(), ConfigError> {
+        for plugin in &self.plugins {
+            let name = plugin.name();
+            if let Some(filter) = plugin.publish.iter().find(|f| !rumqttc::valid_filter(f)) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin `{name}`: publish filter `{filter}` is not a valid topic filter (`+` and `#` stand for whole levels, `#` only last)"
+                )));
+            }
+            let read_in_process = self.plugins.iter().any(|p| p.upstreams().any(|u| u == name));
+            if plugin.publish.is_empty() && !read_in_process {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin `{name}` has `publish = []` and no plugin reads it with `plugin:{name}`: everything it emits would be lost; publish some topics or add a reader"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A cycle of `plugin:` inputs, as the names along it (the first one again at the end).
@@ -568,6 +601,36 @@ mod tests {
         let config = chain(&[("a", &[]), ("b", &["plugin:a:toulouse/#/clean"])]);
         let message = config.validate().expect_err("filter").to_string();
         assert!(message.contains("not a valid topic filter"), "{message}");
+    }
+
+    #[test]
+    fn publish_defaults_to_every_topic_and_takes_filters() {
+        let config: PipelineConfig = toml::from_str(
+            "[[plugin]]\npath = \"a.wasm\"\n[[plugin]]\npath = \"b.wasm\"\ninputs = [\"plugin:a\"]\npublish = [\"toulouse/quartiers/#\"]\n",
+        )
+        .expect("parses");
+        assert_eq!(config.plugins[0].publish, ["#"]);
+        assert_eq!(config.plugins[1].publish, ["toulouse/quartiers/#"]);
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn a_plugin_that_publishes_nothing_needs_a_reader_in_process() {
+        let mut config = chain(&[("quality_filter", &[]), ("avg_quartier", &["plugin:quality_filter"])]);
+        config.plugins[0].publish.clear();
+        config.validate().expect("avg_quartier reads it in process");
+        config.plugins[1].publish.clear();
+        let message = config.validate().expect_err("nobody reads avg_quartier").to_string();
+        assert!(message.contains("`avg_quartier` has `publish = []`"), "{message}");
+        assert!(message.contains("would be lost"), "{message}");
+    }
+
+    #[test]
+    fn an_invalid_publish_filter_is_refused() {
+        let mut config = chain(&[("a", &[])]);
+        config.plugins[0].publish = vec!["toulouse/#/clean".into()];
+        let message = config.validate().expect_err("filter").to_string();
+        assert!(message.contains("publish filter `toulouse/#/clean`"), "{message}");
     }
 
     #[test]

@@ -137,9 +137,11 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn wants(&self, topic: &str) -> bool {
+    /// Whether a message on `topic` is handed over to this reader; `published`: whether it went
+    /// to the broker, through which the reader's own topic filters may take it already.
+    fn wants(&self, topic: &str, published: bool) -> bool {
         let matches = |filters: &[String]| filters.iter().any(|f| rumqttc::matches(topic, f));
-        (self.filters.is_empty() || matches(&self.filters)) && !matches(&self.broker_filters)
+        (self.filters.is_empty() || matches(&self.filters)) && !(published && matches(&self.broker_filters))
     }
 
     /// Waits for room in the queue: a slow reader slows its upstream down, nothing is dropped.
@@ -164,9 +166,9 @@ impl<'a> Handover<'a> {
     }
 
     /// A clone for each reader but the last, which takes the message itself.
-    fn add(&mut self, topic: &str, payload: Payload) {
+    fn add(&mut self, topic: &str, payload: Payload, published: bool) {
         let readers = self.readers;
-        let mut wanted = (0..readers.len()).filter(|&i| readers[i].wants(topic));
+        let mut wanted = (0..readers.len()).filter(|&i| readers[i].wants(topic, published));
         let Some(mut current) = wanted.next() else { return };
         for next in wanted {
             self.batches[current].push(payload.clone());
@@ -194,12 +196,21 @@ struct Publisher {
     qos: QoS,
     /// The readers of this plugin's output in process (none for the shared publisher).
     downstream: Arc<Vec<Consumer>>,
+    /// The plugin's `publish` filters; `None`: every message goes to the broker.
+    publish: Option<Arc<[String]>>,
 }
 
 impl Publisher {
     /// The publisher of one plugin's worker.
-    fn for_plugin(&self, downstream: Vec<Consumer>) -> Self {
-        Self { downstream: Arc::new(downstream), ..self.clone() }
+    fn for_plugin(&self, downstream: Vec<Consumer>, plugin: Option<&PluginConfig>) -> Self {
+        let filters = plugin.map(|p| p.publish.as_slice());
+        let publish = filters.filter(|filters| !filters.iter().any(|f| f == "#")).map(Arc::from);
+        Self { downstream: Arc::new(downstream), publish, ..self.clone() }
+    }
+
+    /// Whether a message on `topic` goes to the broker (the plugin's `publish` filters).
+    fn publishes(&self, topic: &str) -> bool {
+        self.publish.as_ref().is_none_or(|filters| filters.iter().any(|f| rumqttc::matches(topic, f)))
     }
 
     /// Queues a message for the output connection. A `try_publish` is a push on rumqttc's
@@ -218,16 +229,11 @@ impl Publisher {
     }
 
     /// A sensor model's readings of one tick.
-    fn readings(&self, readings: Vec<Payload>) {
+    fn readings(&self, plugin: &str, readings: Vec<Payload>) {
         let mut handover = Handover::new(&self.downstream);
         for reading in readings {
-            match reading.encode() {
-                Ok(bytes) => {
-                    let topic = topic::reading(&self.prefix, &reading.kind, &reading.sensor_id);
-                    self.publish_and_hand_over(topic, bytes, reading, &mut handover);
-                }
-                Err(error) => tracing::warn!(sensor = reading.sensor_id, "reading not published: {error}"),
-            }
+            let topic = topic::reading(&self.prefix, &reading.kind, &reading.sensor_id);
+            self.publish_and_hand_over(plugin, topic, reading, &mut handover);
         }
         handover.send();
     }
@@ -237,27 +243,29 @@ impl Publisher {
             tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
             return;
         };
-        let payload = Payload::from(message);
-        match payload.encode() {
-            Ok(bytes) => self.publish_and_hand_over(topic, bytes, payload, handover),
-            Err(error) => tracing::warn!(plugin, "message on {topic} not published: {error}"),
-        }
+        self.publish_and_hand_over(plugin, topic, Payload::from(message), handover);
     }
 
-    /// The broker gets every message (the map and the historian see every stage); the
-    /// in-process readers get those their filters take, without a second trip.
-    fn publish_and_hand_over(
-        &self,
-        topic: String,
-        bytes: Vec<u8>,
-        payload: Payload,
-        handover: &mut Handover,
-    ) {
+    /// The broker gets the messages the plugin's `publish` filters take (by default all, so
+    /// that the map and the historian see every stage); the in-process readers get those their
+    /// filters take, without a trip through the broker. A message is encoded only if published.
+    fn publish_and_hand_over(&self, plugin: &str, topic: String, payload: Payload, handover: &mut Handover) {
+        let published = self.publishes(&topic);
+        let checked = if published { payload.encode().map(Some) } else { payload.check().map(|()| None) };
+        let bytes = match checked {
+            Ok(bytes) => bytes,
+            Err(error) => return tracing::warn!(plugin, "message on {topic} not published: {error}"),
+        };
         if self.downstream.is_empty() {
-            return self.publish(topic, bytes, false);
+            if let Some(bytes) = bytes {
+                self.publish(topic, bytes, false);
+            }
+            return;
         }
-        self.publish(topic.clone(), bytes, false);
-        handover.add(&topic, payload);
+        if let Some(bytes) = bytes {
+            self.publish(topic.clone(), bytes, false);
+        }
+        handover.add(&topic, payload, published);
     }
 
     fn dead_letter(&self, plugin: &str, letter: &DeadLetter) {
@@ -375,6 +383,7 @@ impl RunningPipeline {
             prefix: config.mqtt.prefix.clone(),
             qos: mqtt::qos(config.mqtt.qos),
             downstream: Arc::new(Vec::new()),
+            publish: None,
         };
         let status_topic = topic::status(&client_id);
 
@@ -429,7 +438,8 @@ impl RunningPipeline {
                     });
                 }
             }
-            let own = publisher.for_plugin(consumers_of(&name, &config, &queues));
+            let plugin = config.plugins.iter().find(|p| p.name() == name);
+            let own = publisher.for_plugin(consumers_of(&name, &config, &queues), plugin);
             let batching = Batching {
                 max: config.runtime.batch_max,
                 linger: Duration::from_millis(config.runtime.batch_linger_ms),
@@ -468,7 +478,9 @@ impl RunningPipeline {
         for (index, (supervisor, interval_s)) in plugins.models.into_iter().enumerate() {
             publish_station_metadata(&out_client, &config.mqtt.prefix, &supervisor).await;
             let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-            let own = publisher.for_plugin(consumers_of(supervisor.name(), &config, &queues));
+            let name = supervisor.name();
+            let plugin = config.plugins.iter().find(|p| p.name() == name);
+            let own = publisher.for_plugin(consumers_of(name, &config, &queues), plugin);
             let model = ModelRun {
                 supervisor,
                 interval_s,
@@ -974,7 +986,7 @@ fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
                     break;
                 }
                 let (readings, dead_letter) = run.supervisor.tick(next);
-                run.publisher.readings(readings);
+                run.publisher.readings(&name, readings);
                 if let Some(letter) = dead_letter {
                     run.publisher.dead_letter(&name, &letter);
                 }

@@ -160,6 +160,28 @@ async fn every_reading_is_processed_once_through_overlapping_inputs_and_full_que
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_kept_in_process_reaches_its_reader_and_not_the_broker() {
+    let mosquitto = Mosquitto::start();
+    let minutes = 20;
+    // quality_filter publishes only its rejections; avg_quartier takes the clean readings in
+    // process, and one station's through a topic filter too: since the broker never gets them,
+    // they must be handed over in process as well, or that station would be missing.
+    let station = "toulouse/clean/temperature/00-station-meteo-toulouse-valade";
+    let mut config = chain(&["toulouse/sensors/#"], &["plugin:quality_filter:toulouse/clean/#", station]);
+    config.plugins[0].publish = vec!["toulouse/rejected/#".into()];
+    let mut watcher = TestClient::connect(mosquitto.port, &["toulouse/clean/#", "toulouse/rejected/#"]).await;
+    let (windows, stats) = run(&mosquitto, config, minutes).await;
+
+    let (readings, clean) = recorded_readings(minutes);
+    assert_eq!(total(&windows), clean as f64, "every clean reading in exactly one window");
+    assert_eq!(stats["avg_quartier"].readings_in, clean as u64 + 1);
+    let seen = watcher.collect_json(readings.len(), Duration::from_secs(2), |_, _| true).await;
+    let rejected = seen.iter().filter(|(topic, _)| topic.starts_with("toulouse/rejected/")).count();
+    assert_eq!(rejected, readings.len() - clean, "the rejections were published");
+    assert_eq!(seen.len(), rejected, "no clean reading went to the broker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_hands_every_reading_down_the_chain_before_the_readers_stop() {
     let mosquitto = Mosquitto::start();
     let mut model = PluginConfig::from_path(plugin("synthetic"));
