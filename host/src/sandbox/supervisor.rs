@@ -141,7 +141,9 @@ impl Pacing {
 #[derive(Default)]
 struct SensorRegistry {
     sensors: Vec<Sensor>,
-    index: HashMap<(String, String), u32>,
+    /// By kind, then sensor id: a look-up borrows the reading's strings. (A `(String, String)`
+    /// key cost two allocations per reading, and building the `Sensor` to compare three more.)
+    index: HashMap<String, HashMap<String, u32>>,
     /// Indices below this are known to the live instance.
     announced: u32,
     /// Known sensors whose metadata changed since they were announced.
@@ -150,12 +152,11 @@ struct SensorRegistry {
 
 impl SensorRegistry {
     fn index_of(&mut self, payload: &Payload) -> Option<u32> {
-        let sensor = sensor_of(payload);
-        let key = (payload.sensor_id.clone(), payload.kind.clone());
-        if let Some(&index) = self.index.get(&key) {
+        let ids = self.index.get(payload.kind.as_str());
+        if let Some(&index) = ids.and_then(|ids| ids.get(payload.sensor_id.as_str())) {
             let known = &mut self.sensors[index as usize];
-            if !same_metadata(known, &sensor) {
-                *known = sensor;
+            if !same_metadata(known, payload) {
+                *known = sensor_of(payload);
                 if index < self.announced {
                     self.changed.push(index);
                 }
@@ -166,8 +167,8 @@ impl SensorRegistry {
             return None;
         }
         let index = self.sensors.len() as u32;
-        self.sensors.push(sensor);
-        self.index.insert(key, index);
+        self.sensors.push(sensor_of(payload));
+        self.index.entry(payload.kind.clone()).or_default().insert(payload.sensor_id.clone(), index);
         Some(index)
     }
 
@@ -187,8 +188,13 @@ fn sensor_of(payload: &Payload) -> Sensor {
     }
 }
 
-fn same_metadata(a: &Sensor, b: &Sensor) -> bool {
-    a.unit == b.unit && a.position == b.position && a.tags == b.tags
+/// Whether a reading brings the metadata already known for its sensor, compared in place (this
+/// runs for every reading).
+fn same_metadata(known: &Sensor, payload: &Payload) -> bool {
+    known.unit == payload.unit
+        && known.position == payload.position.map(|(lat, lon)| Position { lat, lon })
+        && known.tags.len() == payload.tags.len()
+        && known.tags.iter().zip(&payload.tags).all(|((k, v), (pk, pv))| k == pk && v == pv)
 }
 
 /// The last snapshot and the host-side random state that goes with it.
@@ -727,6 +733,26 @@ mod tests {
         assert_eq!(registry.index_of(&reading("a", "K")), Some(0));
         assert_eq!(registry.changed, vec![0]);
         assert_eq!(registry.sensors[0].unit, "K");
+    }
+
+    #[test]
+    fn a_sensor_is_its_id_and_kind_and_moves_or_new_tags_are_changes() {
+        let mut registry = SensorRegistry::default();
+        let mut humidity = reading("a", "%");
+        humidity.kind = "humidity".into();
+        assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
+        assert_eq!(registry.index_of(&humidity), Some(1), "same id, another kind: another sensor");
+        registry.announced = 2;
+        let mut moved = reading("a", "°C");
+        moved.position = Some((43.6, 1.44));
+        assert_eq!(registry.index_of(&moved), Some(0));
+        assert_eq!(registry.index_of(&moved), Some(0));
+        let mut tagged = moved.clone();
+        tagged.tags.insert("quartier".into(), "Capitole".into());
+        assert_eq!(registry.index_of(&tagged), Some(0));
+        assert_eq!(registry.changed, vec![0, 0], "the move, then the tag; the repeat was no change");
+        assert_eq!(registry.sensors[0].tags, vec![("quartier".to_string(), "Capitole".to_string())]);
+        assert_eq!(registry.sensors[0].position, Some(Position { lat: 43.6, lon: 1.44 }));
     }
 
     #[test]
