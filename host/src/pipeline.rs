@@ -116,51 +116,13 @@ impl StatsBoard {
 }
 
 enum Work {
-    /// A message from the broker, still JSON: the worker that takes it decodes it, so that a
-    /// reading's strings are allocated and freed on one thread (glibc's per-thread caches; a
-    /// reading decoded on the input thread and freed on a worker missed them), and decoding runs
-    /// on the workers' threads rather than all on the input's.
-    Raw(RawReading),
+    Reading(Payload),
     /// What one call of a plugin read in process emitted, in one slot and one wake-up.
     Readings(Vec<Payload>),
     Tick(i64),
     /// A new build of the plugin (hot swap), taken between two batches.
     Swap(Arc<LoadedPlugin>),
     Stop,
-}
-
-struct RawReading {
-    topic: String,
-    bytes: bytes::Bytes,
-    /// Whether this reader counts the reading and dead-letters it if it is malformed: exactly
-    /// one of the processors that read a topic does, so a bad payload is reported once.
-    report: bool,
-}
-
-/// What a worker needs to decode the readings it takes from the broker.
-struct Decoding {
-    max_payload: usize,
-    stats: Arc<StatsBoard>,
-}
-
-impl Decoding {
-    fn decode(&self, raw: RawReading, publisher: &Publisher) -> Option<Payload> {
-        match Payload::decode(&raw.bytes, self.max_payload) {
-            Ok(reading) => {
-                if raw.report {
-                    self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(reading)
-            }
-            Err(error) => {
-                if raw.report {
-                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    publisher.malformed(&raw.topic, &raw.bytes, &error);
-                }
-                None
-            }
-        }
-    }
 }
 
 /// A processor that reads a plugin's output in process (its `plugin:NAME` inputs).
@@ -304,16 +266,6 @@ impl Publisher {
             self.publish(topic.clone(), bytes, false);
         }
         handover.add(&topic, payload, published);
-    }
-
-    /// A payload from the broker that is not a valid reading: logged, and sent to the decoder's
-    /// dead-letter topic with the reason.
-    fn malformed(&self, topic: &str, bytes: &[u8], error: &payload::PayloadError) {
-        tracing::warn!(topic, "payload refused: {error}");
-        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
-        let body = json!({"topic": topic, "reason": error.to_string(), "payload": shown});
-        let _ =
-            self.client.try_publish(topic::dead_letter("decoder"), QoS::AtLeastOnce, false, body.to_string());
     }
 
     fn dead_letter(&self, plugin: &str, letter: &DeadLetter) {
@@ -492,8 +444,7 @@ impl RunningPipeline {
                 max: config.runtime.batch_max,
                 linger: Duration::from_millis(config.runtime.batch_linger_ms),
             };
-            let decoding = Decoding { max_payload: config.mqtt.max_payload, stats: stats.clone() };
-            let thread = spawn_processor(supervisor, rx, own, batching, decoding)?;
+            let thread = spawn_processor(supervisor, rx, own, batching, stats.clone())?;
             let stage = stage_of(&name, &config, &processor_names);
             pipeline.workers.push(ProcessorWorker { stage, queue: tx.clone(), thread });
             // A processor with only `plugin:` inputs subscribes to nothing.
@@ -806,29 +757,32 @@ impl Input {
         }
     }
 
-    /// Hands a message to the processors whose filters take its topic; they decode it.
-    async fn route(&self, topic: String, bytes: bytes::Bytes) {
-        let routes = &self.routes;
-        let mut wanted = routes.iter().filter(|r| r.filters.iter().any(|f| rumqttc::matches(&topic, f)));
-        let Some(mut current) = wanted.next() else {
-            // Subscriptions are the routes' filters, so this is a broker's overlap: still say so.
-            return match Payload::decode(&bytes, self.max_payload) {
-                Ok(_) => tracing::debug!(topic, "message on no processor's topic"),
-                Err(error) => {
-                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    self.publisher.malformed(&topic, &bytes, &error)
-                }
-            };
+    async fn route(&self, topic: &str, bytes: &[u8]) {
+        let reading = match Payload::decode(bytes, self.max_payload) {
+            Ok(reading) => reading,
+            Err(error) => {
+                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, "payload refused: {error}");
+                let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
+                let body = json!({"topic": topic, "reason": error.to_string(), "payload": shown});
+                let _ = self.publisher.client.try_publish(
+                    topic::dead_letter("decoder"),
+                    QoS::AtLeastOnce,
+                    false,
+                    body.to_string(),
+                );
+                return;
+            }
         };
-        // A copy for each processor that reads the topic but the last, which takes the message.
-        let mut report = true;
+        self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
+        // A copy for each processor that reads the topic but the last, which takes the reading.
+        let mut wanted = self.routes.iter().filter(|r| r.filters.iter().any(|f| rumqttc::matches(topic, f)));
+        let Some(mut current) = wanted.next() else { return };
         for next in wanted {
-            let raw = RawReading { topic: topic.clone(), bytes: bytes.clone(), report };
-            let _ = current.queue.send(Work::Raw(raw)).await;
-            report = false;
+            let _ = current.queue.send(Work::Reading(reading.clone())).await;
             current = next;
         }
-        let _ = current.queue.send(Work::Raw(RawReading { topic, bytes, report })).await;
+        let _ = current.queue.send(Work::Reading(reading)).await;
     }
 }
 
@@ -849,7 +803,7 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
                 let _ = input.subscribed.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                input.route(publish.topic, publish.payload).await
+                input.route(&publish.topic, &publish.payload).await
             }
             Ok(_) => {}
             Err(error) => {
@@ -929,25 +883,23 @@ fn spawn_processor(
     mut queue: mpsc::Receiver<Work>,
     publisher: Publisher,
     batching: Batching,
-    decoding: Decoding,
+    stats: Arc<StatsBoard>,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let name = supervisor.name().to_owned();
-    let stats = decoding.stats.clone();
     std::thread::Builder::new()
         .name(format!("plugin-{name}"))
         .spawn(move || {
             let mut batch = Vec::with_capacity(batching.max);
-            let taker = Taker { decoding: &decoding, publisher: &publisher };
             while let Some(first) = queue.blocking_recv() {
                 let mut next = Next::default();
-                next.take(first, &mut batch, &taker);
-                next.gather(&mut queue, &mut batch, batching.max, &taker);
+                next.take(first, &mut batch);
+                next.gather(&mut queue, &mut batch, batching.max);
                 // A short batch waits a little for more: while this thread sleeps, the input
                 // queues readings without waking it, one wake-up per batch instead of per
                 // reading. Ticks, swaps and stops do not wait.
                 if next.is_readings_only() && batch.len() < batching.max && !batching.linger.is_zero() {
                     std::thread::sleep(batching.linger);
-                    next.gather(&mut queue, &mut batch, batching.max, &taker);
+                    next.gather(&mut queue, &mut batch, batching.max);
                 }
                 let Next { tick, swap, stop } = next;
                 if !batch.is_empty() {
@@ -983,12 +935,6 @@ struct ModelRun {
     fast: Option<(FastRun, usize)>,
 }
 
-/// What a worker needs to take the readings of its queue.
-struct Taker<'a> {
-    decoding: &'a Decoding,
-    publisher: &'a Publisher,
-}
-
 /// What a processor worker does after its batch.
 #[derive(Default)]
 struct Next {
@@ -1000,16 +946,10 @@ struct Next {
 impl Next {
     /// Natural batching: whatever queued up while the last call ran goes in the next; a new
     /// build takes over after the readings queued before it.
-    fn gather(
-        &mut self,
-        queue: &mut mpsc::Receiver<Work>,
-        batch: &mut Vec<Payload>,
-        max: usize,
-        taker: &Taker,
-    ) {
+    fn gather(&mut self, queue: &mut mpsc::Receiver<Work>, batch: &mut Vec<Payload>, max: usize) {
         while batch.len() < max && self.swap.is_none() {
             match queue.try_recv() {
-                Ok(work) => self.take(work, batch, taker),
+                Ok(work) => self.take(work, batch),
                 Err(_) => break,
             }
         }
@@ -1019,9 +959,9 @@ impl Next {
         self.tick.is_none() && self.swap.is_none() && !self.stop
     }
 
-    fn take(&mut self, work: Work, batch: &mut Vec<Payload>, taker: &Taker) {
+    fn take(&mut self, work: Work, batch: &mut Vec<Payload>) {
         match work {
-            Work::Raw(raw) => batch.extend(taker.decoding.decode(raw, taker.publisher)),
+            Work::Reading(reading) => batch.push(reading),
             Work::Readings(mut readings) => batch.append(&mut readings),
             Work::Tick(now) => self.tick = Some(now),
             Work::Swap(plugin) => self.swap = Some(plugin),
