@@ -667,6 +667,18 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
             "loaded {}",
             plugin.info.path.display()
         );
+        // Said at start, so that nobody looks on the broker for what stays inside.
+        if !plugin_config.publish.iter().any(|filter| filter == "#") {
+            let published = if plugin_config.publish.is_empty() {
+                "nothing".into()
+            } else {
+                plugin_config.publish.join(", ")
+            };
+            tracing::info!(
+                plugin = name,
+                "publishes {published} to the broker; the rest of its output goes only to the plugins that read it in process"
+            );
+        }
     }
     Ok(started)
 }
