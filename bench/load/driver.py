@@ -459,10 +459,10 @@ for_s.no2 = 3600
         t_end = time.monotonic()
         sent = pub_summary["sent"]
         # Counted by avg_quartier's windows only: no reading comes back to the subscriber.
-        avg_only = mode == "host" and target.plugins in ("avg", "internal")
+        by_windows = mode == "host" and target.plugins in ("avg", "internal")
 
         def arrived():
-            if avg_only:
+            if by_windows:
                 return sub.windows
             if mode == "python":
                 stats = sub.kept_last.get(STATS_TOPIC)
@@ -484,7 +484,7 @@ for_s.no2 = 3600
                 break
         count = arrived()
         windows = None
-        if avg_only:
+        if by_windows:
             windows = sub.windows
         elif mode == "host":
             # The publisher's last reading (--flush-ts) made avg_quartier close every window of
@@ -529,7 +529,7 @@ for_s.no2 = 3600
         result["broker_dropped"] = (int(dropped[1]) - int(dropped[0])) if all(dropped) else None
         result.update({"p50_ms": None, "p99_ms": None, "max_ms": None, "delivered_rate": None})
         sampled = mode == "host" and target.plugins == "internal"
-        if mode != "python" and (not avg_only or sampled):
+        if mode != "python" and (not by_windows or sampled):
             result.update(self.latency(log_file, recv_file, n))
         if sampled:
             # The latency of the sample; delivery ends when avg_quartier counted the last reading.

@@ -262,6 +262,11 @@ impl<'a> Input<'a> {
 }
 
 impl PluginConfig {
+    /// Its `publish` filters, or `None` when they take every topic (`#` among them).
+    pub fn publish_filters(&self) -> Option<&[String]> {
+        (!self.publish.iter().any(|filter| filter == "#")).then_some(self.publish.as_slice())
+    }
+
     /// The plugins this one reads in process (`plugin:NAME` inputs).
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().filter_map(|text| match Input::parse(text) {
@@ -272,6 +277,11 @@ impl PluginConfig {
 }
 
 impl PipelineConfig {
+    /// The plugin named `name` (its `name`, or its file name without `.wasm`).
+    pub fn plugin(&self, name: &str) -> Option<&PluginConfig> {
+        self.plugins.iter().find(|p| p.name() == name)
+    }
+
     /// Reads a pipeline file; relative plugin and stations paths are taken from its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -455,7 +465,7 @@ impl PipelineConfig {
             return None;
         }
         path.push(name.to_owned());
-        let plugin = self.plugins.iter().find(|p| p.name() == name);
+        let plugin = self.plugin(name);
         for upstream in plugin.into_iter().flat_map(PluginConfig::upstreams) {
             if let Some(cycle) = self.cycle_from(upstream, path, done) {
                 return Some(cycle);

@@ -203,8 +203,7 @@ struct Publisher {
 impl Publisher {
     /// The publisher of one plugin's worker.
     fn for_plugin(&self, downstream: Vec<Consumer>, plugin: Option<&PluginConfig>) -> Self {
-        let filters = plugin.map(|p| p.publish.as_slice());
-        let publish = filters.filter(|filters| !filters.iter().any(|f| f == "#")).map(Arc::from);
+        let publish = plugin.and_then(PluginConfig::publish_filters).map(Arc::from);
         Self { downstream: Arc::new(downstream), publish, ..self.clone() }
     }
 
@@ -256,13 +255,10 @@ impl Publisher {
             Ok(bytes) => bytes,
             Err(error) => return tracing::warn!(plugin, "message on {topic} not published: {error}"),
         };
-        if self.downstream.is_empty() {
-            if let Some(bytes) = bytes {
-                self.publish(topic, bytes, false);
-            }
-            return;
-        }
         if let Some(bytes) = bytes {
+            if self.downstream.is_empty() {
+                return self.publish(topic, bytes, false);
+            }
             self.publish(topic.clone(), bytes, false);
         }
         handover.add(&topic, payload, published);
@@ -428,18 +424,12 @@ impl RunningPipeline {
         for ((supervisor, filters), rx) in plugins.processors.into_iter().zip(receivers) {
             let name = supervisor.name().to_owned();
             let tx = queues[&name].clone();
-            if config.runtime.watch {
-                let plugin = config.plugins.iter().find(|p| p.name() == supervisor.name());
-                if let Some(plugin) = plugin {
-                    watched.push(Watched {
-                        name: plugin.name(),
-                        path: plugin.path.clone(),
-                        queue: tx.clone(),
-                    });
-                }
+            if config.runtime.watch
+                && let Some(plugin) = config.plugin(&name)
+            {
+                watched.push(Watched { name: plugin.name(), path: plugin.path.clone(), queue: tx.clone() });
             }
-            let plugin = config.plugins.iter().find(|p| p.name() == name);
-            let own = publisher.for_plugin(consumers_of(&name, &config, &queues), plugin);
+            let own = publisher.for_plugin(consumers_of(&name, &config, &queues), config.plugin(&name));
             let batching = Batching {
                 max: config.runtime.batch_max,
                 linger: Duration::from_millis(config.runtime.batch_linger_ms),
@@ -479,8 +469,7 @@ impl RunningPipeline {
             publish_station_metadata(&out_client, &config.mqtt.prefix, &supervisor).await;
             let (stop_tx, stop_rx) = std::sync::mpsc::channel();
             let name = supervisor.name();
-            let plugin = config.plugins.iter().find(|p| p.name() == name);
-            let own = publisher.for_plugin(consumers_of(name, &config, &queues), plugin);
+            let own = publisher.for_plugin(consumers_of(name, &config, &queues), config.plugin(name));
             let model = ModelRun {
                 supervisor,
                 interval_s,
@@ -668,12 +657,8 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
             plugin.info.path.display()
         );
         // Said at start, so that nobody looks on the broker for what stays inside.
-        if !plugin_config.publish.iter().any(|filter| filter == "#") {
-            let published = if plugin_config.publish.is_empty() {
-                "nothing".into()
-            } else {
-                plugin_config.publish.join(", ")
-            };
+        if let Some(filters) = plugin_config.publish_filters() {
+            let published = if filters.is_empty() { "nothing".into() } else { filters.join(", ") };
             tracing::info!(
                 plugin = name,
                 "publishes {published} to the broker; the rest of its output goes only to the plugins that read it in process"
@@ -725,8 +710,7 @@ fn consumers_of(
 /// How deep a processor sits in the `plugin:` chains of processors (the configuration has no
 /// cycle); sensor models stop before every processor, so they do not count.
 fn stage_of(name: &str, config: &PipelineConfig, processors: &std::collections::BTreeSet<String>) -> usize {
-    let plugin = config.plugins.iter().find(|p| p.name() == name);
-    let upstreams = plugin.into_iter().flat_map(PluginConfig::upstreams);
+    let upstreams = config.plugin(name).into_iter().flat_map(PluginConfig::upstreams);
     upstreams
         .filter(|u| processors.contains(*u))
         .map(|u| 1 + stage_of(u, config, processors))
