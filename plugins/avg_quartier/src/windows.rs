@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use garonne_sdk::float;
 use serde::{Deserialize, Serialize};
 
 /// Running mean/min/max/count of one group in one window.
@@ -26,8 +27,8 @@ impl Aggregate {
 
     fn add(&mut self, value: f64) {
         self.sum += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
+        self.min = float::min(self.min, value);
+        self.max = float::max(self.max, value);
         self.count += 1;
     }
 

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use garonne_sdk::{Config, Message, Output, Processor, Reading};
+use garonne_sdk::{Config, Message, Output, Processor, Reading, float};
 use serde::{Deserialize, Serialize};
 
 /// The readings of one sensor in its window: (time in ms, value), sorted by time.
@@ -87,8 +87,8 @@ impl Stats {
         let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
         for &(_, value) in window {
             sum += value;
-            min = min.min(value);
-            max = max.max(value);
+            min = float::min(min, value);
+            max = float::max(max, value);
         }
         Self { mean: sum / window.len() as f64, min, max, count: window.len() }
     }

@@ -59,6 +59,9 @@
 //! Build with `cargo build --release --target wasm32-wasip2` (`cargo xtask build-plugins` in this
 //! repository builds every plugin) and run with `host run --plugin heat_alert.wasm`.
 //!
+//! In a plugin's per-reading code, prefer [`float::min`] and [`float::max`] to `f64::min` and
+//! `f64::max`: same answers, but the standard ones become a function call each in WebAssembly.
+//!
 //! The export macros expand to nothing on other targets, so a plugin crate also compiles natively
 //! for tests and benchmarks. There the host functions ([`log`], [`now`], [`random`]) are
 //! deterministic, thread-local stand-ins: [`random`] draws from a SplitMix64 generator that
@@ -69,6 +72,7 @@
 
 pub mod calendar;
 mod config;
+pub mod float;
 mod host;
 mod processor;
 mod sensor_model;
