@@ -26,7 +26,7 @@ use garonne_sdk::{Config, Message, Output, Position, Processor, Reading, log, me
 use serde::{Deserialize, Serialize};
 
 use index::QuartierIndex;
-use windows::{Closed, Group, TumblingWindows};
+use windows::{Closed, Group, Slot, TumblingWindows};
 
 /// The polygon sets, embedded at build time from `data/geo/` (a plugin has no file access).
 const POLYGON_SETS: [(&str, &str); 3] = [
@@ -39,7 +39,7 @@ const POLYGON_SETS: [(&str, &str); 3] = [
 #[derive(Clone, Copy, PartialEq)]
 struct Placement {
     position: Option<Position>,
-    group: Group,
+    slot: Slot,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -96,8 +96,8 @@ impl Processor for AvgQuartier {
         if self.fault_value == Some(reading.value()) {
             panic!("fault injected: reading {} has the configured fault_value", reading.value());
         }
-        let group = self.place(reading);
-        self.windows.add(group, reading.time(), reading.value());
+        let slot = self.place(reading);
+        self.windows.add(slot, reading.time(), reading.value());
         if self.windows.may_close() {
             let closed = self.windows.advance(None);
             self.publish(closed, out);
@@ -114,14 +114,14 @@ impl Processor for AvgQuartier {
 }
 
 impl AvgQuartier {
-    /// The group of a reading's sensor, from the cache unless the sensor is new or moved.
-    fn place(&mut self, reading: &Reading<'_>) -> Group {
+    /// The window slot of a reading's sensor, from the cache unless the sensor is new or moved.
+    fn place(&mut self, reading: &Reading<'_>) -> Slot {
         let sensor = reading.sensor();
-        let slot = reading.sensor_index() as usize;
-        if let Some(Some(placement)) = self.placements.get(slot)
+        let index = reading.sensor_index() as usize;
+        if let Some(Some(placement)) = self.placements.get(index)
             && placement.position == sensor.position
         {
-            return placement.group;
+            return placement.slot;
         }
         let kind = match self.kinds.iter().position(|(kind, _)| *kind == sensor.kind) {
             Some(kind) => kind,
@@ -142,12 +142,13 @@ impl AvgQuartier {
                 sensor.id, self.polygons
             ));
         }
-        let placement = Placement { position: sensor.position, group: group(quartier, kind) };
-        if self.placements.len() <= slot {
-            self.placements.resize(slot + 1, None);
+        let slot = self.windows.slot(group(quartier, kind));
+        let placement = Placement { position: sensor.position, slot };
+        if self.placements.len() <= index {
+            self.placements.resize(index + 1, None);
         }
-        self.placements[slot] = Some(placement);
-        placement.group
+        self.placements[index] = Some(placement);
+        placement.slot
     }
 
     fn publish(&self, closed: Vec<Closed>, out: &mut Output) {
