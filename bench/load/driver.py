@@ -214,7 +214,7 @@ class Target:
         if self.kind == "host":
             config = bench.pipeline(self.qos, self.plugins)
             env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-            # "before": the two-plugin pipeline through the broker, run by another build of the host
+            # "before": the pipeline --before-chain names, run by another build of the host
             # (--host-before), for a before/after comparison under the same machine load.
             binary = bench.args.host_before if self.plugins == "before" else bench.args.host
             cmd = [binary, "run", "--mqtt", f"mqtt://127.0.0.1:{bench.mosquitto.port}", "--config", config]
@@ -315,7 +315,14 @@ class Bench:
 
     # -- configuration -------------------------------------------------------------------------
 
+    def layout(self, plugins):
+        """The pipeline a stage runs: "before" runs the one --before-chain names, by the other build."""
+        if plugins == "before":
+            return {"broker": "two", "process": "chain", "internal": "internal"}[self.args.before_chain]
+        return plugins
+
     def pipeline(self, qos, plugins):
+        plugins = self.layout(plugins)
         wasm = lambda name: os.path.join(self.args.plugins_dir, f"{name}.wasm")
         # "avg": avg_quartier alone on the raw readings, the Python baseline's job; quality_filter
         # is there only to answer the readiness probe (on its own topic, idle during the steps).
@@ -327,7 +334,7 @@ class Bench:
         # the ceiling's subscriber.
         # not through the broker; they still go to the broker for the subscriber.
         avg_only = plugins == "avg"
-        in_process = plugins in ("chain", "internal") or (plugins == "before" and self.args.before_chain == "process")
+        in_process = plugins in ("chain", "internal")
         avg_input = ("toulouse/sensors/#" if avg_only else
                      "plugin:quality_filter:toulouse/clean/#" if in_process else "toulouse/clean/#")
         text = f"""# Written by bench/load/driver.py
@@ -459,7 +466,7 @@ for_s.no2 = 3600
         t_end = time.monotonic()
         sent = pub_summary["sent"]
         # Counted by avg_quartier's windows only: no reading comes back to the subscriber.
-        by_windows = mode == "host" and target.plugins in ("avg", "internal")
+        by_windows = mode == "host" and self.layout(target.plugins) in ("avg", "internal")
 
         def arrived():
             if by_windows:
@@ -528,7 +535,7 @@ for_s.no2 = 3600
         dropped = [sub.kept_first.get(DROPPED_TOPIC), sub.kept_last.get(DROPPED_TOPIC)]
         result["broker_dropped"] = (int(dropped[1]) - int(dropped[0])) if all(dropped) else None
         result.update({"p50_ms": None, "p99_ms": None, "max_ms": None, "delivered_rate": None})
-        sampled = mode == "host" and target.plugins == "internal"
+        sampled = mode == "host" and self.layout(target.plugins) == "internal"
         if mode != "python" and (not by_windows or sampled):
             result.update(self.latency(log_file, recv_file, n))
         if sampled:
@@ -775,7 +782,8 @@ def markdown(report, args):
                             (f"host-chain-q{qos}", "host: quality_filter → avg_quartier in process (`plugin:`)"),
                             (f"host-internal-q{qos}", "host: the same, clean readings kept in process (`publish`)"),
                             (f"host-before-q{qos}", "host (`--host-before` build): quality_filter → avg_quartier "
-                             + ("in process" if args.before_chain == "process" else "through the broker")),
+                             + {"broker": "through the broker", "process": "in process",
+                                "internal": "in process, clean readings kept inside"}[args.before_chain]),
                             (f"host-avg-q{qos}", "host: avg_quartier alone (the Python script's job)"),
                             (f"python-q{qos}", "Python baseline (paho + shapely)")):
             if label not in res:
@@ -947,8 +955,9 @@ def main():
     parser.add_argument("--max-inflight", type=int, default=100, help="Mosquitto's max_inflight_messages")
     parser.add_argument("--max-queued", type=int, default=10_000, help="Mosquitto's max_queued_messages")
     parser.add_argument("--host-before", help="another build of the host, for the host-before stage")
-    parser.add_argument("--before-chain", choices=("broker", "process"), default="broker",
-                        help="how the host-before stage chains its two plugins (default: broker)")
+    parser.add_argument("--before-chain", choices=("broker", "process", "internal"), default="broker",
+                        help="how the host-before stage chains its two plugins (default: broker; "
+                             "internal: as the host-internal stage)")
     parser.add_argument("--stages", default=",".join(s for s in STAGES if s != "host-before"),
                         help=f"comma-separated stages to run (default all: {','.join(STAGES)}); host-chain is "
                              "quality_filter -> avg_quartier chained in process (plugin: input)")
