@@ -107,8 +107,9 @@ pub struct RuntimeConfig {
     /// Most readings given to a processor in one call.
     pub batch_max: usize,
     /// How long a processor's worker lets readings gather before a call that would take fewer
-    /// than `batch_max`, in ms (0: call at once). A wake-up of the worker for each reading cost
-    /// more host CPU than the plugin's work; this wait is the latency it trades for it (at most
+    /// than `batch_max`, in ms (0: call at once), and how long the input lets QoS 0 messages
+    /// gather in the socket after a read that emptied it. A wake-up for each reading or two cost
+    /// more host CPU than the plugins' work; this wait is the latency traded for it (at most
     /// 1,000).
     pub batch_linger_ms: u64,
     /// Slots of each processor's queue: a reading from the broker, or what one call of a plugin

@@ -279,7 +279,12 @@ impl ProcessorSupervisor {
     /// Feeds a batch of readings to the plugin.
     pub fn on_readings(&mut self, readings: &[Payload]) -> Outcome {
         let mut outcome = Outcome::default();
-        let mut batch = Readings { sensors: Vec::new(), values: Vec::new(), times: Vec::new() };
+        let n = readings.len();
+        let mut batch = Readings {
+            sensors: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+            times: Vec::with_capacity(n),
+        };
         for reading in readings {
             match self.registry.index_of(reading) {
                 Some(index) => {
@@ -546,7 +551,13 @@ impl ProcessorSupervisor {
             self.stats.messages_dropped += dropped as u64;
         }
         self.stats.messages_out += messages.len() as u64;
-        outcome.messages.extend(messages);
+        // Usually the outcome has no message yet: taking the vector whole saves copying a batch
+        // of messages (over 100 KiB for 1,000) into a new one.
+        if outcome.messages.is_empty() {
+            outcome.messages = messages;
+        } else {
+            outcome.messages.extend(messages);
+        }
     }
 
     fn dead_letter(&self, call: &Call, reason: String) -> DeadLetter {

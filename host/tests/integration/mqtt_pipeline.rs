@@ -92,6 +92,37 @@ async fn a_processor_turns_readings_into_stats_through_a_real_mosquitto() {
     assert_eq!(stats["rolling_stats"].failures(), 0);
 }
 
+/// Bursts of QoS 0 readings with pauses between them, so that the input often empties the
+/// socket: after such a read it waits a little before the next (readings gather meanwhile), and
+/// it must still take every reading, at QoS 0 where nothing is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_qos_0_reading_of_a_bursty_stream_is_processed() {
+    let mosquitto = Mosquitto::start();
+    let running = RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]))
+        .await
+        .expect("pipeline starts");
+    let mut client = TestClient::connect(mosquitto.port, &["toulouse/stats/#"]).await;
+    wait_until_processing(&mut client).await;
+    let readings_in = || running.stats.plugins().get("rolling_stats").map_or(0, |s| s.readings_in);
+    let before = readings_in();
+    let (bursts, per_burst) = (20, 200);
+    for n in 0..bursts * per_burst {
+        let sensor = format!("s{}", n % 50);
+        let json = reading(&sensor, "temperature", 20.0, T0 + 1000 * n as i64);
+        client.publish_qos0(&format!("toulouse/sensors/temperature/{sensor}"), json).await;
+        if n % per_burst == per_burst - 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let expected = before + (bursts * per_burst) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while readings_in() < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(readings_in(), expected, "QoS 0 readings lost or counted twice");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_turns_readings_into_stats_through_the_embedded_broker() {
     let running =

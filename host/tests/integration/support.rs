@@ -226,6 +226,11 @@ impl TestClient {
         self.published += 1;
     }
 
+    /// Publishes at QoS 0: no acknowledgement, so the broker delivers it at QoS 0 too.
+    pub async fn publish_qos0(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtMostOnce, false, payload.into()).await.expect("publish");
+    }
+
     /// Waits until the broker has acknowledged every message this client published.
     pub async fn wait_acked(&self, wait: Duration) {
         let deadline = Instant::now() + wait;
