@@ -739,7 +739,8 @@ struct Input {
     stats: Arc<StatsBoard>,
     max_payload: usize,
     subscribed: watch::Sender<bool>,
-    /// How long to let messages gather in the socket after a short read (`runtime.batch_linger_ms`).
+    /// How long QoS 0 messages may gather in the socket after a read that emptied it
+    /// (`runtime.batch_linger_ms`; see `mqtt::ReadPacing`).
     linger: Duration,
 }
 
@@ -787,38 +788,21 @@ impl Input {
 
 async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::Receiver<bool>) {
     let mut failures = 0;
-    // Packets received since the event loop last read the connection, and the most one read
-    // has brought: rumqttc's cap on a read (9 in 0.25) once the connection has been busy. A read
-    // that brought fewer than that found the socket empty.
-    let (mut since_read, mut full_read) = (0, 0);
-    // Whether that read brought a message of QoS 1 or 2.
-    let mut acknowledged = false;
+    let mut pacing = mqtt::ReadPacing::default();
     loop {
-        // With no event queued, the next poll reads the connection. Below saturation such a read
-        // brings one or two messages, and each read (a wake-up, `epoll_wait`, `recvfrom`, a
-        // context switch) cost about half the input task's CPU at 40,000 readings/s. After a read
-        // of QoS 0 messages that emptied the socket the input lets the kernel gather a batch
-        // first, for a few ms of latency; after a full one it reads on at once, so a busy input
-        // never waits. Not at QoS 1: there a short read may only mean the broker is waiting for
-        // the acknowledgements just sent, and a pause would hold its queue for this client, which
-        // Mosquitto trims by dropping messages (`max_queued_messages`, 1,000 by default).
-        if events.state.events.is_empty() {
-            full_read = full_read.max(since_read);
-            if since_read < full_read && !acknowledged && !input.linger.is_zero() {
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    () = tokio::time::sleep(input.linger) => {}
-                }
+        // With no event queued, the next poll reads the connection.
+        if events.state.events.is_empty() && pacing.next_read() && !input.linger.is_zero() {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(input.linger) => {}
             }
-            (since_read, acknowledged) = (0, false);
         }
         let event = tokio::select! {
             _ = shutdown.changed() => return,
             event = events.poll() => event,
         };
         if let Ok(Event::Incoming(packet)) = &event {
-            since_read += 1;
-            acknowledged |= matches!(packet, Packet::Publish(publish) if publish.qos != QoS::AtMostOnce);
+            pacing.received(packet);
         }
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
