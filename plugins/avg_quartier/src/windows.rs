@@ -58,7 +58,7 @@ pub struct Closed {
 }
 
 /// One open window: its aggregates by slot (`None` for a group with no reading in it yet).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Window {
     start: i64,
     aggregates: Vec<Option<Aggregate>>,
@@ -117,7 +117,11 @@ impl From<Saved> for TumblingWindows {
 
 impl Serialize for TumblingWindows {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let open = self.open.iter().map(|window| (window.start, self.by_group(window).collect())).collect();
+        let open = self
+            .open
+            .iter()
+            .map(|window| (window.start, by_group(&self.groups, window).into_iter().collect()))
+            .collect();
         Saved {
             length_ms: self.length_ms,
             lateness_ms: self.lateness_ms,
@@ -128,6 +132,19 @@ impl Serialize for TumblingWindows {
         }
         .serialize(serializer)
     }
+}
+
+/// A window's aggregates by group, in group order (the order messages are published in), given
+/// the group of each slot.
+fn by_group(groups: &[Group], window: &Window) -> Vec<(Group, Aggregate)> {
+    let mut present: Vec<(Group, Aggregate)> = window
+        .aggregates
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, aggregate)| Some((*groups.get(slot)?, (*aggregate)?)))
+        .collect();
+    present.sort_unstable_by_key(|&(group, _)| group);
+    present
 }
 
 fn set(aggregates: &mut Vec<Option<Aggregate>>, slot: usize, aggregate: Aggregate) {
@@ -205,18 +222,6 @@ impl TumblingWindows {
         at
     }
 
-    /// A window's aggregates by group, in group order (the order messages are published in).
-    fn by_group<'a>(&'a self, window: &'a Window) -> impl Iterator<Item = (Group, Aggregate)> + 'a {
-        let mut present: Vec<(Group, Aggregate)> = window
-            .aggregates
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, aggregate)| Some((*self.groups.get(slot)?, (*aggregate)?)))
-            .collect();
-        present.sort_unstable_by_key(|&(group, _)| group);
-        present.into_iter()
-    }
-
     /// Whether the oldest open window could close: lets the caller skip `advance` cheaply.
     pub fn may_close(&self) -> bool {
         match (self.open.first(), self.newest) {
@@ -233,8 +238,8 @@ impl TumblingWindows {
         let watermark = newest - self.lateness_ms;
         let ended = self.open.iter().take_while(|window| window.start + self.length_ms <= watermark).count();
         let mut closed = Vec::new();
-        for window in self.open.drain(..ended).collect::<Vec<_>>() {
-            for (group, aggregate) in self.by_group(&window).collect::<Vec<_>>() {
+        for window in self.open.drain(..ended) {
+            for (group, aggregate) in by_group(&self.groups, &window) {
                 let late = self.late.remove(&group).unwrap_or(0);
                 let (start, end) = (window.start, window.start + self.length_ms);
                 closed.push(Closed { group, start, end, aggregate, late });
