@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -84,7 +85,7 @@ def main():
     work = tempfile.mkdtemp(prefix="garonne-chain-")
     os.chmod(work, 0o777)
     mqtt_port, influx, servers = start_servers(work, inflight=1000, databases=("garonne",))
-    historian = None
+    historian, failed = None, False
     try:
         historian = subprocess.Popen(
             [args.host, "historian", "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--influx-url", influx,
@@ -132,11 +133,14 @@ def main():
         if lost != (0, 0):
             with open(f"{work}/historian.log") as log:
                 print("historian's log, last lines:\n" + "".join(log.readlines()[-15:]))
+            failed = True
     finally:
         for process in ([historian] if historian else []) + servers:
             process.terminate()
             process.wait()
         shutil.rmtree(work, ignore_errors=True)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ def main():
     host_wall, host_cpu, host_out = run_host(host, readings_path, work)
     py_wall, py_cpu, py_in, py_out = run_python(lines)
     assert py_in == n, f"the Python baseline refused {n - py_in} of {n} readings"
+    # The host closes every window at the end, the script only those its watermark passed.
+    assert host_out >= py_out > 0, f"the host published {host_out} messages, the script {py_out}"
     print(f"{n:,} readings ({hours} h of the 77 stations, one tick a minute), windows of {WINDOW_S} s, "
           f"lateness {LATENESS_S} s")
     print("| | readings/s (wall) | CPU per reading | messages out |")

@@ -937,7 +937,10 @@ def main():
     parser.add_argument("--stations", default=os.path.join(ROOT, "data/stations/meteo.json"))
     parser.add_argument("--fleet", type=int, default=10, help="copies of each station (default 10: 3,980 sensors)")
     parser.add_argument("--interval-s", type=float, default=300, help="event time between two readings of a sensor")
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about two minutes")
+    parser.add_argument("--quick", action="store_true", help="a short run of about two minutes")
+    parser.add_argument("--smoke", action="store_true",
+                        help="checks that every stage works, not how fast (cargo xtask test runs it): one "
+                             "low-rate step per stage, and a failed step is an error")
     parser.add_argument("--step-s", type=float, help="seconds per rate step (default 5, quick 1.5)")
     parser.add_argument("--factor", type=float, help="rate multiplier between steps (default 1.5, quick 2)")
     parser.add_argument("--refine", type=int, help="bisection steps after the first failure (default 2, quick 0)")
@@ -965,6 +968,8 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, pipeline files)")
     parser.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        apply_smoke(parser, args)
     defaults = {"step_s": (5, 1.5), "factor": (1.5, 2.0), "refine": (2, 0), "max_drain_s": (30, 10)}
     args.stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
     if unknown := [stage for stage in args.stages if stage not in STAGES]:
@@ -974,6 +979,7 @@ def main():
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
+    args.host = os.path.abspath(args.host)  # the stages run in a folder of their own
     for path in (args.host, args.stations):
         if not os.path.exists(path):
             raise SystemExit(f"missing {path}")
@@ -988,6 +994,23 @@ def main():
     except BaseException:
         log(f"failed; logs of Mosquitto, the host and the Python baseline are in {bench.workdir}")
         raise
+    if args.smoke and (failed := [label for label, result in bench.results.items()
+                                  if result["steps"] and not result.get("best")]):
+        raise SystemExit(f"smoke run: {', '.join(failed)} failed at a rate every stage should hold "
+                         "(the report above says how: loss, lag or a publisher behind)")
+
+
+def apply_smoke(parser, args):
+    """A run that checks that every stage still works (cargo xtask test runs it on each change):
+    one step per stage, at rates a debug build on a busy 2-core CI machine holds. What the bench
+    measures keeps working this way; the figures it prints here mean nothing."""
+    preset = {"quick": True, "max_steps": 1, "start_ceiling": 4_000, "start_host": 2_000,
+              "start_host_avg": 2_000, "start_python": 1_000,
+              "stages": "ceiling,host,host-internal,host-avg,python,host-five"}
+    for key, value in preset.items():
+        # What the command line set explicitly wins over the preset.
+        if getattr(args, key) == parser.get_default(key):
+            setattr(args, key, value)
 
 
 if __name__ == "__main__":

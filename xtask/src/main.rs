@@ -1,7 +1,9 @@
 //! Project tasks, so that a fresh machine needs only cargo:
 //!
 //! - `cargo xtask build-plugins`: every plugin and test guest to `wasm32-wasip2`;
-//! - `cargo xtask test`: build the plugins, then every test of the host and the SDK;
+//! - `cargo xtask test`: build the plugins, then every test of the host and the SDK, the web map
+//!   in Chromium, and every benchmark command once at a small size;
+//! - `cargo xtask bench-smoke`: only the benchmark commands, once each at a small size;
 //! - `cargo xtask demo [ARGS]`: build what the demo needs and run it (ARGS go to `host run`);
 //! - `cargo xtask lint`: rustfmt and clippy, on the host and the plugins.
 
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
         Some("build-plugins") => build_plugins(),
         Some("test") => build_plugins().and_then(|()| test(&args[1..])),
         Some("demo") => build_plugins().and_then(|()| demo(&args[1..])),
+        Some("bench-smoke") => build_plugins().and_then(|()| bench_smoke_alone()),
         Some("lint") => lint(),
         _ => Err(USAGE.to_owned()),
     };
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask <build-plugins | test [CARGO TEST ARGS] | demo [HOST RUN ARGS] | lint>";
+    "usage: cargo xtask <build-plugins | test [CARGO TEST ARGS] | bench-smoke | demo [HOST RUN ARGS] | lint>";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -240,10 +243,57 @@ fn test(extra: &[String]) -> Result<(), String> {
     let web = root().join("web");
     run(npm()?.current_dir(&web).args(["ci", "--no-audit", "--no-fund"]))?;
     let host = root().join("target/debug/host");
-    totals.run(npm()?.current_dir(&web).arg("test").env("HOST_BIN", host))?;
+    totals.run(npm()?.current_dir(&web).arg("test").env("HOST_BIN", &host))?;
+    bench_smoke(&host, &mut totals)?;
     // One closing line for the whole suite, as CI and humans read it.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     Ok(())
+}
+
+/// Every benchmark command of BENCHMARKS.md, once, at a size that checks that it still works,
+/// not how fast: the figures printed here mean nothing. A bench broken by a change (a renamed
+/// file, a new flag, a stage that loses readings) then fails the suite at once, rather than in
+/// front of the next person who measures. Each command counts as one test: it fails when it
+/// exits non-zero, and the scripts exit non-zero when what they check does not hold (every point
+/// stored, every step of the load bench without loss, both sides of the offline comparison
+/// publishing). The scripts start their own Mosquitto and InfluxDB on loopback, and run the debug
+/// host that the tests above built.
+fn bench_smoke(host: &Path, totals: &mut Totals) -> Result<(), String> {
+    let root = root();
+    let host = host.to_string_lossy().into_owned();
+    let plugin = root.join("plugins/target").join(WASM_TARGET).join("release/rolling_stats.wasm");
+    // divan runs each bench function once when the binary is started by `cargo test`.
+    totals.check(cargo().current_dir(&root).args(["test", "--quiet", "-p", "garonne-host", "--benches"]))?;
+    let python = |script: &str| {
+        let mut command = Command::new("python3");
+        command.current_dir(&root).arg(script).arg(&host);
+        command
+    };
+    totals.check(python("bench/startup.py").arg(&plugin).arg("1"))?;
+    totals.check(python("bench/historian.py").args(["5000", "1000"]))?;
+    totals.check(python("bench/chain.py").args(["--fleet", "1", "--hours", "1", "--chain", "process"]))?;
+    // The Python baseline needs paho-mqtt and shapely, in the virtual environment of bench/load.
+    let in_venv = |script: &str| {
+        let mut command = Command::new("bash");
+        command.current_dir(&root).args([
+            "-c",
+            r#"source bench/load/venv.sh && exec "$venv/bin/python" "$@""#,
+            "venv",
+            script,
+        ]);
+        command
+    };
+    totals.check(in_venv("bench/offline.py").args([&host, "1"]))?;
+    totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--host", &host]))
+}
+
+/// `cargo xtask bench-smoke`: the last part of `cargo xtask test` alone.
+fn bench_smoke_alone() -> Result<(), String> {
+    run(cargo().current_dir(root()).args(["build", "--bin", "host"]))?;
+    let mut totals = Totals::default();
+    let result = bench_smoke(&root().join("target/debug/host"), &mut totals);
+    println!("bench smoke: {} passed, {} failed", totals.passed, totals.failed);
+    result
 }
 
 /// Adds up the `test result:` lines of several cargo test runs.
@@ -269,6 +319,20 @@ impl Totals {
         }
         let status = child.wait().map_err(|e| format!("{shown}: {e}"))?;
         if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+    }
+
+    /// Runs a command that is one test on its own: it passes when it exits with success.
+    fn check(&mut self, command: &mut Command) -> Result<(), String> {
+        match run(command) {
+            Ok(()) => {
+                self.passed += 1;
+                Ok(())
+            }
+            Err(message) => {
+                self.failed += 1;
+                Err(message)
+            }
+        }
     }
 
     /// Reads `test result: ok. 3 passed; 0 failed; ...` (cargo) and `17 passed, 0 failed` (the
