@@ -9,7 +9,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
-use super::bindings::{PACKAGE, SUPPORTED_VERSIONS, v0_1_0, v0_2_0};
+use super::bindings::{PACKAGE, SUPPORTED_VERSIONS, v0_1_0, v0_2_0, v0_3_0};
 use super::instance::{ProcessorPre, SensorModelPre};
 use super::state::GuestState;
 
@@ -142,13 +142,17 @@ impl PluginEngine {
         let mut linker = Linker::new(engine);
         let error = |what: &str, e: wasmtime::Error| LoadError::Engine(format!("linking {what}: {e}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| error("WASI", e))?;
+        v0_3_0::host::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
+            .map_err(|e| error("the host interface 0.3.0", e))?;
+        v0_3_0::types::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
+            .map_err(|e| error("the types interface 0.3.0", e))?;
         v0_2_0::host::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
             .map_err(|e| error("the host interface 0.2.0", e))?;
-        v0_2_0::types::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
-            .map_err(|e| error("the types interface 0.2.0", e))?;
         v0_1_0::host::add_to_linker::<GuestState, Data>(&mut linker, |state| state)
             .map_err(|e| error("the host interface 0.1.0", e))?;
-        // 0.1.0's types are 0.2.0's (see `bindings`), so its interface only needs to exist.
+        // The types of 0.1.0 and 0.2.0 are 0.3.0's (see `bindings`), so their interfaces only
+        // need to exist.
+        linker.instance("garonne:plugin/types@0.2.0").map_err(|e| error("the types interface 0.2.0", e))?;
         linker.instance("garonne:plugin/types@0.1.0").map_err(|e| error("the types interface 0.1.0", e))?;
         Ok(linker)
     }

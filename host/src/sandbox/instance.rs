@@ -7,8 +7,8 @@ use std::time::Duration;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
-use super::bindings::v0_2_0::types::{Message, Readings, Sensor, Station};
-use super::bindings::{v0_1_0, v0_2_0};
+use super::bindings::v0_3_0::types::{Message, Readings, Sensor, Station};
+use super::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use super::engine::{EPOCH_TICK, LoadedPlugin, PluginPre, World};
 use super::limits::Limits;
 use super::state::{GuestState, SplitMix64};
@@ -50,6 +50,7 @@ macro_rules! versioned_world {
     ($pre:ident, $bindings:ident, $world:ident, $dispatch:ident, $api:ident) => {
         /// A plugin of this world, pre-linked for the WIT version it was built against.
         pub(crate) enum $pre {
+            V0_3(v0_3_0::$world::$pre<GuestState>),
             V0_2(v0_2_0::$world::$pre<GuestState>),
             V0_1(v0_1_0::$world::$pre<GuestState>),
         }
@@ -58,12 +59,14 @@ macro_rules! versioned_world {
             pub(crate) fn new(version: &str, pre: InstancePre<GuestState>) -> wasmtime::Result<Self> {
                 match version {
                     "0.1.0" => Ok(Self::V0_1(v0_1_0::$world::$pre::new(pre)?)),
-                    _ => Ok(Self::V0_2(v0_2_0::$world::$pre::new(pre)?)),
+                    "0.2.0" => Ok(Self::V0_2(v0_2_0::$world::$pre::new(pre)?)),
+                    _ => Ok(Self::V0_3(v0_3_0::$world::$pre::new(pre)?)),
                 }
             }
 
             fn instantiate(&self, store: &mut Store<GuestState>) -> wasmtime::Result<$bindings> {
                 Ok(match self {
+                    Self::V0_3(pre) => $bindings::V0_3(pre.instantiate(store)?),
                     Self::V0_2(pre) => $bindings::V0_2(pre.instantiate(store)?),
                     Self::V0_1(pre) => $bindings::V0_1(pre.instantiate(store)?),
                 })
@@ -72,6 +75,7 @@ macro_rules! versioned_world {
 
         /// The exports of a live instance, for the WIT version it was built against.
         pub enum $bindings {
+            V0_3(v0_3_0::$world::$bindings),
             V0_2(v0_2_0::$world::$bindings),
             V0_1(v0_1_0::$world::$bindings),
         }
@@ -79,6 +83,10 @@ macro_rules! versioned_world {
         macro_rules! $dispatch {
             ($b:expr, |$a:ident| $call:expr) => {
                 match $b {
+                    $bindings::V0_3(bindings) => {
+                        let $a = bindings.$api();
+                        $call
+                    }
                     $bindings::V0_2(bindings) => {
                         let $a = bindings.$api();
                         $call
@@ -121,6 +129,7 @@ impl<B> Sandbox<B> {
         let name: Arc<str> = plugin.info.name.as_str().into();
         let state = GuestState::new(name, clock, seed, limits.memory_bytes());
         let mut store = Store::new(&plugin.engine, state);
+        store.data_mut().published_cap = limits.max_messages;
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(limits.init_deadline()));
@@ -135,6 +144,9 @@ impl<B> Sandbox<B> {
     ) -> Result<R, CallError> {
         self.store.set_epoch_deadline(deadline_ticks(deadline));
         self.store.data_mut().memory.exceeded = None;
+        // What a failed call published is dropped with it, as its returned messages are.
+        self.store.data_mut().published.clear();
+        self.store.data_mut().published_dropped = 0;
         self.store.data().stderr_tail.clear();
         match f(&mut self.store, &self.bindings) {
             Ok(Ok(value)) => Ok(value),
@@ -155,6 +167,12 @@ impl<B> Sandbox<B> {
     pub fn changed_metrics(&mut self) -> Option<&BTreeMap<String, f64>> {
         let metrics = &mut self.store.data_mut().metrics;
         std::mem::take(&mut metrics.changed).then_some(&metrics.values)
+    }
+
+    /// What the last call published (points and messages, through `host.publish`) past
+    /// `limits.max_messages`, and was dropped: points before they were made into messages.
+    pub fn published_past_cap(&self) -> u64 {
+        self.store.data().published_dropped
     }
 
     /// The state of the host-side random generator, saved with each checkpoint.
@@ -196,12 +214,28 @@ impl Sandbox<Processor> {
         })
     }
 
+    /// The messages of a batch: those of the points the plugin published, then those it
+    /// returned.
     pub fn on_readings(&mut self, batch: &Readings) -> Result<Vec<Message>, CallError> {
-        self.call(self.limits.call_deadline(), |s, b| processor_api!(b, |api| api.call_on_readings(s, batch)))
+        let returned = self.call(self.limits.call_deadline(), |s, b| {
+            processor_api!(b, |api| api.call_on_readings(s, batch))
+        })?;
+        Ok(self.after_published(returned))
     }
 
     pub fn on_tick(&mut self, now: i64) -> Result<Vec<Message>, CallError> {
-        self.call(self.limits.call_deadline(), |s, b| processor_api!(b, |api| api.call_on_tick(s, now)))
+        let returned =
+            self.call(self.limits.call_deadline(), |s, b| processor_api!(b, |api| api.call_on_tick(s, now)))?;
+        Ok(self.after_published(returned))
+    }
+
+    fn after_published(&mut self, returned: Vec<Message>) -> Vec<Message> {
+        let mut messages = std::mem::take(&mut self.store.data_mut().published);
+        if messages.is_empty() {
+            return returned;
+        }
+        messages.extend(returned);
+        messages
     }
 
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {

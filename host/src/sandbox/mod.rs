@@ -5,13 +5,15 @@ mod engine;
 mod guest_output;
 mod instance;
 mod limits;
+mod series;
 mod state;
 mod supervisor;
 
 pub use engine::{LoadError, LoadedPlugin, PluginEngine, PluginInfo, World};
 pub use instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 pub use limits::Limits;
+pub use series::SeriesError;
 pub use supervisor::{DeadLetter, Outcome, PluginStats, ProcessorSupervisor, SensorModelSupervisor};
 
 /// The WIT types as the host sees them.
-pub use bindings::v0_2_0::types::{Message, Position, Readings, Sensor, Station};
+pub use bindings::v0_3_0::types::{Message, Position, Readings, Sensor, Station};

@@ -7,9 +7,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0;
-use super::bindings::v0_2_0::{host, types};
+use super::bindings::v0_3_0::{host, types};
+use super::bindings::{v0_1_0, v0_2_0};
 use super::guest_output::{GuestOutput, StderrTail};
+use super::series::SeriesTable;
 use crate::clock::VirtualClock;
 
 /// The data of one `Store`: one per plugin instance, dropped with it after a trap.
@@ -20,6 +21,13 @@ pub(crate) struct GuestState {
     pub memory: MemoryCap,
     pub stderr_tail: StderrTail,
     pub metrics: PluginMetrics,
+    /// The series this instance declared (WIT 0.3.0).
+    pub series: SeriesTable,
+    /// The messages of the points published during the current call, at most `published_cap`;
+    /// the points past it are counted in `published_dropped`.
+    pub published: Vec<types::Message>,
+    pub published_cap: usize,
+    pub published_dropped: u64,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -45,6 +53,10 @@ impl GuestState {
             memory: MemoryCap { max_bytes: memory_bytes, exceeded: None },
             stderr_tail,
             metrics: PluginMetrics::default(),
+            series: SeriesTable::default(),
+            published: Vec::new(),
+            published_cap: usize::MAX,
+            published_dropped: 0,
             wasi,
             table: ResourceTable::new(),
         }
@@ -85,6 +97,38 @@ impl host::Host for GuestState {
         {
             tracing::warn!(plugin = &*self.plugin, "metric ignored: {refusal} (said once per instance)");
         }
+    }
+
+    fn declare_series(&mut self, index: u32, series: types::Series) -> wasmtime::Result<()> {
+        self.series.declare(index, series).map_err(wasmtime::Error::msg)
+    }
+
+    fn publish(&mut self, points: types::Points, messages: Vec<types::Message>) -> wasmtime::Result<()> {
+        let dropped = self.series.expand(&points, &mut self.published, self.published_cap);
+        self.published_dropped += dropped.map_err(wasmtime::Error::msg)? as u64;
+        let room = self.published_cap.saturating_sub(self.published.len());
+        self.published_dropped += messages.len().saturating_sub(room) as u64;
+        self.published.extend(messages.into_iter().take(room));
+        Ok(())
+    }
+}
+
+/// Plugins of 0.2.0 get the same functions, without the series.
+impl v0_2_0::host::Host for GuestState {
+    fn log(&mut self, level: types::Level, message: String) {
+        host::Host::log(self, level, message)
+    }
+
+    fn now(&mut self) -> i64 {
+        host::Host::now(self)
+    }
+
+    fn random(&mut self) -> u64 {
+        host::Host::random(self)
+    }
+
+    fn metric(&mut self, name: String, value: f64) {
+        host::Host::metric(self, name, value)
     }
 }
 

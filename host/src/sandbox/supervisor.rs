@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bindings::v0_2_0::types::{Message, Position, Readings, Sensor, Station};
+use super::bindings::v0_3_0::types::{Message, Position, Readings, Sensor, Station};
 use super::engine::LoadedPlugin;
 use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 use super::limits::Limits;
@@ -370,6 +370,15 @@ impl ProcessorSupervisor {
                 self.consecutive_failures = 0;
                 if let Some(instance) = self.instance.as_mut() {
                     self.stats.merge_metrics(instance.changed_metrics());
+                    let dropped = instance.published_past_cap();
+                    if dropped > 0 {
+                        tracing::warn!(
+                            plugin = &*self.plugin.info.name,
+                            "plugin published {dropped} points or messages past limits.max_messages in \
+                             one call; dropped them"
+                        );
+                        self.stats.messages_dropped += dropped;
+                    }
                 }
                 self.publish(messages, outcome);
                 self.journal(call);
@@ -654,6 +663,15 @@ impl SensorModelSupervisor {
                 self.consecutive_failures = 0;
                 if let Some(instance) = self.instance.as_mut() {
                     self.stats.merge_metrics(instance.changed_metrics());
+                    let dropped = instance.published_past_cap();
+                    if dropped > 0 {
+                        tracing::warn!(
+                            plugin = &*self.plugin.info.name,
+                            "plugin published {dropped} points or messages past limits.max_messages in \
+                             one call; dropped them"
+                        );
+                        self.stats.messages_dropped += dropped;
+                    }
                 }
                 self.checkpoint_now();
                 let payloads = self.payloads(&batch);

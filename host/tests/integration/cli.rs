@@ -25,9 +25,9 @@ fn inspect_shows_the_world_version_and_exports_of_a_processor() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("world:    processor"), "{stdout}");
-    assert!(stdout.contains("wit:      garonne:plugin@0.2.0"), "{stdout}");
-    assert!(stdout.contains("garonne:plugin/processor-api@0.2.0"), "{stdout}");
-    assert!(stdout.contains("garonne:plugin/types@0.2.0"), "{stdout}");
+    assert!(stdout.contains("wit:      garonne:plugin@0.3.0"), "{stdout}");
+    assert!(stdout.contains("garonne:plugin/processor-api@0.3.0"), "{stdout}");
+    assert!(stdout.contains("garonne:plugin/types@0.3.0"), "{stdout}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! The WIT contract across versions: a plugin built against 0.1.0 (`contract_v0_1`, straight from
-//! the frozen `wit/v0.1.0`) loads and runs beside plugins built against 0.2.0, and what 0.2.0
-//! added (`host.metric`) reaches the plugin's counters.
+//! The WIT contract across versions: plugins built against 0.1.0 and 0.2.0 (`contract_v0_1` and
+//! `contract_v0_2`, straight from the frozen `wit/v0.1.0` and `wit/v0.2.0`) load and run beside
+//! plugins built against 0.3.0, and what 0.2.0 added (`host.metric`) reaches the plugin's
+//! counters. What 0.3.0 added (series) is checked by every SDK plugin's own tests, since the SDK
+//! publishes through it, and its misuse in `sandbox.rs`.
 
 use std::sync::Arc;
 
@@ -25,26 +27,20 @@ fn start(engine: &PluginEngine, name: &str, config: &[(&str, &str)]) -> Processo
 }
 
 #[test]
-fn one_engine_loads_plugins_of_both_versions_and_says_which() {
+fn one_engine_loads_plugins_of_every_version_and_says_which() {
     let engine = engine();
-    let legacy = engine.load(&plugin("contract_v0_1")).expect("a 0.1.0 plugin loads");
-    let current = engine.load(&plugin("quality_filter")).expect("a 0.2.0 plugin loads");
-    assert_eq!(legacy.info.version, "0.1.0");
-    assert_eq!(current.info.version, "0.2.0");
-    assert!(
-        legacy.info.imports.iter().any(|i| i == "garonne:plugin/host@0.1.0"),
-        "{:?}",
-        legacy.info.imports
-    );
-    assert!(
-        current.info.imports.iter().any(|i| i == "garonne:plugin/host@0.2.0"),
-        "{:?}",
-        current.info.imports
-    );
+    for (name, version) in
+        [("contract_v0_1", "0.1.0"), ("contract_v0_2", "0.2.0"), ("quality_filter", "0.3.0")]
+    {
+        let loaded = engine.load(&plugin(name)).unwrap_or_else(|e| panic!("{name} loads: {e}"));
+        assert_eq!(loaded.info.version, version, "{name}");
+        let host = format!("garonne:plugin/host@{version}");
+        assert!(loaded.info.imports.contains(&host), "{name}: {:?}", loaded.info.imports);
+    }
 }
 
 #[test]
-fn a_plugin_of_0_1_0_computes_and_keeps_its_state_in_a_host_of_0_2_0() {
+fn a_plugin_of_0_1_0_computes_and_keeps_its_state_in_a_host_of_0_3_0() {
     let engine = engine();
     let mut legacy = start(&engine, "contract_v0_1", &[("factor", "3")]);
     let first = legacy.on_readings(&readings(&[1.0, 2.5]));
@@ -70,6 +66,18 @@ fn a_plugin_of_0_1_0_computes_and_keeps_its_state_in_a_host_of_0_2_0() {
 }
 
 #[test]
+fn a_plugin_of_0_2_0_computes_and_sets_its_metric_in_a_host_of_0_3_0() {
+    let engine = engine();
+    let mut older = start(&engine, "contract_v0_2", &[("factor", "3")]);
+    let outcome = older.on_readings(&readings(&[1.0, 2.5]));
+    let values: Vec<f64> = outcome.messages.iter().map(|m| m.value).collect();
+    assert_eq!(values, vec![3.0, 7.5]);
+    assert_eq!(outcome.messages[1].topic, "legacy/temperature/s1");
+    assert_eq!(older.stats().metrics.get("factor"), Some(&3.0), "{:?}", older.stats().metrics);
+    assert_eq!(older.stats().failures(), 0);
+}
+
+#[test]
 fn a_bad_config_of_a_0_1_0_plugin_is_its_own_message() {
     let engine = engine();
     let loaded = Arc::new(engine.load(&plugin("contract_v0_1")).expect("loads"));
@@ -81,7 +89,7 @@ fn a_bad_config_of_a_0_1_0_plugin_is_its_own_message() {
 }
 
 #[test]
-fn metrics_of_a_0_2_0_plugin_count_what_it_saw_and_survive_a_hot_swap() {
+fn metrics_of_a_plugin_count_what_it_saw_and_survive_a_hot_swap() {
     let engine = engine();
     let mut filter = start(&engine, "quality_filter", &[]);
     // -60 °C is out of range; the others pass.

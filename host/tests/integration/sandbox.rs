@@ -152,6 +152,38 @@ fn an_enormous_list_of_outputs_is_cut_at_the_cap() {
 }
 
 #[test]
+fn points_past_the_message_cap_are_dropped_before_they_become_messages() {
+    let engine = engine();
+    let limits = Limits { max_messages: 1_000, ..relaxed() };
+    let mut flooder = hostile(&engine, "flood_points", limits, 1);
+    let outcome = flooder.on_readings(&readings(&[POISON]));
+    assert_eq!(outcome.messages.len(), 1_000);
+    assert!(outcome.messages.iter().all(|m| m.topic == "flood"), "the points of the flood series");
+    assert_eq!(outcome.messages[999].value, 999.0, "the first ones, in order");
+    assert_eq!(flooder.stats().messages_dropped, 99_000);
+    assert_eq!(counts(&flooder.on_readings(&readings(&[1.0]))), vec![1.0], "the plugin keeps running");
+}
+
+#[test]
+fn breaking_the_rules_of_series_traps_with_the_reason_and_the_state_survives() {
+    let engine = engine();
+    for (mode, reason) in [
+        ("series_gap", "declared series 5, but only 0 are declared"),
+        ("undeclared", "point 0 names series 99, which is not declared"),
+        ("series_bomb", "past 16777216 bytes"),
+    ] {
+        let mut guest = hostile(&engine, mode, relaxed(), 1);
+        assert_eq!(counts(&guest.on_readings(&readings(&[1.0, 2.0]))), vec![1.0, 2.0], "{mode}");
+        let outcome = guest.on_readings(&readings(&[POISON]));
+        assert_eq!(dead_values(&outcome), vec![POISON], "{mode}");
+        let said = &outcome.dead_letters[0].reason;
+        assert!(said.contains("trapped") && said.contains(reason), "{mode}: {said}");
+        assert_eq!(guest.stats().trap_failures, 1, "{mode}");
+        assert_eq!(counts(&guest.on_readings(&readings(&[5.0]))), vec![3.0], "{mode}: the state came back");
+    }
+}
+
+#[test]
 fn a_bad_config_stops_the_start_with_the_plugins_own_message() {
     let engine = engine();
     let loaded = Arc::new(engine.load(&plugin("hostile")).expect("loads"));

@@ -16,13 +16,15 @@
 //! `polygons`. Readings whose sensor is in no polygon (another commune, or no position) are not
 //! forced into the nearest one: their count per window goes to `unassigned/{kind}`.
 //!
+//! The messages go out as points of series (WIT 0.3.0), one series per quartier and kind.
+//!
 //! Metric (WIT 0.2.0's `host.metric`, at each tick): `open_aggregates`, the (window, quartier,
 //! kind) aggregates held open, which is what the plugin's memory grows with.
 
 pub mod index;
 pub mod windows;
 
-use garonne_sdk::{Config, Message, Output, Position, Processor, Reading, log, metric};
+use garonne_sdk::{Config, Output, Position, Processor, Reading, Series, log, metric};
 use serde::{Deserialize, Serialize};
 
 use index::QuartierIndex;
@@ -152,40 +154,39 @@ impl AvgQuartier {
     }
 
     fn publish(&self, closed: Vec<Closed>, out: &mut Output) {
-        for window in closed {
-            if let Some(message) = self.message(&window) {
-                out.emit(message);
-            }
+        for window in &closed {
+            self.publish_window(window, out);
         }
     }
 
-    fn message(&self, window: &Closed) -> Option<Message> {
+    /// A closed window's message, as a point of its group's series: the strings of a message
+    /// (topic, quartier, kind, unit, field names, tags) cross the sandbox once per group.
+    fn publish_window(&self, window: &Closed, out: &mut Output) {
         let (quartier, kind) = ungroup(window.group);
-        let (kind, unit) = self.kinds.get(kind)?;
+        let Some((kind, unit)) = self.kinds.get(kind) else { return };
         let aggregate = &window.aggregate;
-        let common = |message: Message| {
-            message
-                .field("count", aggregate.count as f64)
-                .field("late", window.late as f64)
-                .field("window_start", window.start as f64)
-                .field("window_s", self.window_ms as f64 / 1000.0)
-                .tag("polygons", &self.polygons)
-        };
+        let count = aggregate.count as f64;
+        let (late, start, length) = (window.late as f64, window.start as f64, self.window_ms as f64 / 1000.0);
         let Some(quartier) = quartier else {
-            let topic = format!("unassigned/{kind}");
-            let count = aggregate.count as f64;
-            return Some(common(Message::new(topic, "unassigned", kind, count, "readings", window.end)));
+            out.point(window.group, count, window.end, &[count, late, start, length], || {
+                Series::new(format!("unassigned/{kind}"), "unassigned", kind, "readings")
+                    .fields(&["count", "late", "window_start", "window_s"])
+                    .tag("polygons", &self.polygons)
+            });
+            return;
         };
-        let quartier = self.index.as_ref()?.quartiers().get(quartier)?;
-        let topic = format!("quartiers/{}/{kind}", quartier.id);
+        let Some(quartier) = self.index.as_ref().and_then(|index| index.quartiers().get(quartier)) else {
+            return;
+        };
         let mean = aggregate.mean();
-        let message = Message::new(topic, &quartier.id, kind, mean, unit, window.end)
-            .position(quartier.centroid.map(|(lat, lon)| Position { lat, lon }))
-            .field("mean", mean)
-            .field("min", aggregate.min)
-            .field("max", aggregate.max)
-            .tag("quartier", &quartier.name);
-        Some(common(message))
+        let fields = [mean, aggregate.min, aggregate.max, count, late, start, length];
+        out.point(window.group, mean, window.end, &fields, || {
+            Series::new(format!("quartiers/{}/{kind}", quartier.id), &quartier.id, kind, unit)
+                .position(quartier.centroid.map(|(lat, lon)| Position { lat, lon }))
+                .fields(&["mean", "min", "max", "count", "late", "window_start", "window_s"])
+                .tag("quartier", &quartier.name)
+                .tag("polygons", &self.polygons)
+        });
     }
 }
 

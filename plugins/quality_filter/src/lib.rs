@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use garonne_sdk::{Config, Message, Output, Processor, Reading, metric};
+use garonne_sdk::{Config, Message, Output, Processor, Reading, Series, metric};
 use serde::{Deserialize, Serialize};
 
 /// Physical ranges for Toulouse, in the units of the source data.
@@ -101,12 +101,19 @@ impl Processor for QualityFilter {
             (Some(_), true) => ("clean", "bad"),
             (Some(_), false) => ("rejected", "bad"),
         };
-        let mut message = Message::about(format!("{folder}/{}/{}", sensor.kind, sensor.id), reading)
-            .tag("quality", quality);
-        if let Some(reason) = &problem {
-            message = message.tag("reason", reason);
+        let topic = || format!("{folder}/{}/{}", sensor.kind, sensor.id);
+        match &problem {
+            // The common case, a reading passed on as it came: a point of the sensor's series,
+            // whose strings cross the sandbox once rather than with every reading.
+            None => {
+                out.point(u64::from(reading.sensor_index()), reading.value(), reading.time(), &[], || {
+                    Series::about(topic(), reading).tag("quality", quality)
+                })
+            }
+            Some(reason) => {
+                out.emit(Message::about(topic(), reading).tag("quality", quality).tag("reason", reason))
+            }
         }
-        out.emit(message);
         Ok(())
     }
 

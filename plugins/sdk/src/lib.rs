@@ -76,6 +76,7 @@ pub mod float;
 mod host;
 mod processor;
 mod sensor_model;
+mod series;
 mod types;
 
 pub use config::Config;
@@ -87,6 +88,7 @@ pub use host::{native_metrics, seed_native_random, set_native_now};
 pub mod testing;
 pub use processor::{Output, Processor, Reading};
 pub use sensor_model::{Batch, SensorModel};
+pub use series::Series;
 pub use types::{Message, Position, Sensor, Station};
 
 /// Bindings of the `processor` world (used by [`export_processor!`]).
@@ -94,7 +96,7 @@ pub use types::{Message, Position, Sensor, Station};
 pub mod processor_bindings {
     wit_bindgen::generate!({
         world: "processor",
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         default_bindings_module: "garonne_sdk::processor_bindings",
         pub_export_macro: true,
         export_macro_name: "__export_processor_world",
@@ -106,7 +108,7 @@ pub mod processor_bindings {
 pub mod sensor_model_bindings {
     wit_bindgen::generate!({
         world: "sensor-model",
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         default_bindings_module: "garonne_sdk::sensor_model_bindings",
         pub_export_macro: true,
         export_macro_name: "__export_sensor_model_world",

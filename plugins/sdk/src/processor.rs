@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::processor_bindings::exports::garonne::plugin::processor_api as api;
+use crate::series::{Series, SeriesBook};
 use crate::types::{Message, Sensor};
 
 /// A plugin that turns readings into messages.
@@ -93,26 +94,108 @@ impl Message {
 }
 
 /// Where a processor puts the messages it wants published.
+///
+/// Two ways, for the same messages on the wire, published in the order the plugin gives them:
+/// - [`emit`](Self::emit) a [`Message`]: simplest, for what is published now and then (an
+///   alert);
+/// - [`point`](Self::point) of a series: for message after message about the same subject (a
+///   sensor's clean readings, a quartier's averages), where the strings of a `Message` would
+///   cost more than the plugin's own work. The plugin names the subject with a key of its own;
+///   the first point of a key describes the series, and later ones send numbers only.
 #[derive(Default)]
 pub struct Output {
+    /// Emitted messages not handed over yet; while there are any, no point is pending.
     messages: Vec<Message>,
+    series: SeriesBook,
+    /// Messages and points handed over during the call (to the host, or natively to
+    /// `published`).
+    sent: usize,
+    #[cfg(not(target_arch = "wasm32"))]
+    published: Vec<Message>,
 }
 
 impl Output {
     pub fn emit(&mut self, message: Message) {
+        if self.series.len() > 0 {
+            self.publish_points();
+        }
         self.messages.push(message);
     }
 
+    /// Publishes a message of the series `key`: `describe` gives what its messages have in
+    /// common, `value`, `time` and `fields` (one number per name of the series' fields, in
+    /// order) what this one adds.
+    ///
+    /// `key` is any number that names one subject for the plugin's lifetime: a sensor index
+    /// (`reading.sensor_index()`), a group. `describe` runs for the first point of a key, and
+    /// again after the host describes a known sensor anew (a sensor moved), so that a series made
+    /// from a sensor's metadata follows it; other points allocate nothing.
+    ///
+    /// # Panics
+    /// When `fields` does not have one number per field name of the series: a bug in the plugin,
+    /// which its first test shows.
+    pub fn point(
+        &mut self,
+        key: u64,
+        value: f64,
+        time: i64,
+        fields: &[f64],
+        describe: impl FnOnce() -> Series,
+    ) {
+        if !self.messages.is_empty() {
+            self.publish_messages();
+        }
+        self.series.point(key, value, time, fields, describe);
+    }
+
+    /// Messages and points so far in this call.
     pub fn len(&self) -> usize {
-        self.messages.len()
+        self.sent + self.messages.len() + self.series.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
+        self.len() == 0
     }
 
-    fn into_wit(self) -> Vec<api::Message> {
-        self.messages.into_iter().map(Into::into).collect()
+    fn with_series(series: SeriesBook) -> Self {
+        Self { series, ..Self::default() }
+    }
+
+    fn publish_points(&mut self) {
+        self.sent += self.series.len();
+        #[cfg(target_arch = "wasm32")]
+        self.series.send(&[]);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.series.expand_into(&mut self.published);
+    }
+
+    fn publish_messages(&mut self) {
+        self.sent += self.messages.len();
+        #[cfg(target_arch = "wasm32")]
+        {
+            let messages: Vec<api::Message> = self.messages.drain(..).map(Into::into).collect();
+            self.series.send(&messages);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.published.append(&mut self.messages);
+    }
+
+    /// Ends a call: publishes the pending points (the pending messages are what the call
+    /// returns, which the host publishes last), and gives the series book back to the runner.
+    /// A failed call publishes nothing: the host drops what it was handed during the call.
+    fn finish(mut self, result: Result<(), String>) -> (Result<Vec<api::Message>, String>, SeriesBook) {
+        if let Err(error) = result {
+            self.series.discard_points();
+            return (Err(error), self.series);
+        }
+        if self.series.len() > 0 {
+            self.publish_points();
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        let messages = self.published.into_iter().chain(self.messages).map(Into::into).collect();
+        #[cfg(target_arch = "wasm32")]
+        let messages = self.messages.into_iter().map(Into::into).collect();
+        (Ok(messages), self.series)
     }
 }
 
@@ -124,6 +207,9 @@ pub struct ProcessorRunner<P> {
     config: Config,
     /// By sensor index; `None` for an index the host has not described (yet).
     sensors: Vec<Option<Sensor>>,
+    /// The series of this instance: kept across calls, never in a snapshot (a new instance
+    /// declares its series again).
+    series: SeriesBook,
 }
 
 impl<P: Processor> ProcessorRunner<P> {
@@ -137,21 +223,28 @@ impl<P: Processor> ProcessorRunner<P> {
     }
 
     pub fn on_sensors(&mut self, first: u32, sensors: Vec<api::Sensor>) {
-        register(&mut self.sensors, first, sensors.into_iter().map(Sensor::from));
+        if register(&mut self.sensors, first, sensors.into_iter().map(Sensor::from)) {
+            self.series.sensors_changed();
+        }
     }
 
     pub fn on_readings(&mut self, batch: api::Readings) -> Result<Vec<api::Message>, String> {
-        let mut out = Output::default();
-        for_each_reading(&self.sensors, &batch.sensors, &batch.values, &batch.times, |reading| {
-            self.plugin.on_reading(&reading, &mut out)
-        })?;
-        Ok(out.into_wit())
+        let mut out = Output::with_series(std::mem::take(&mut self.series));
+        let result =
+            for_each_reading(&self.sensors, &batch.sensors, &batch.values, &batch.times, |reading| {
+                self.plugin.on_reading(&reading, &mut out)
+            });
+        let (messages, series) = out.finish(result);
+        self.series = series;
+        messages
     }
 
     pub fn on_tick(&mut self, now: i64) -> Result<Vec<api::Message>, String> {
-        let mut out = Output::default();
-        self.plugin.on_tick(now, &mut out)?;
-        Ok(out.into_wit())
+        let mut out = Output::with_series(std::mem::take(&mut self.series));
+        let result = self.plugin.on_tick(now, &mut out);
+        let (messages, series) = out.finish(result);
+        self.series = series;
+        messages
     }
 
     pub fn snapshot(&self) -> Vec<u8> {
@@ -166,15 +259,18 @@ impl<P: Processor> ProcessorRunner<P> {
 }
 
 /// Places `sensors` at indices `first..`, replacing known ones and growing the registry.
-fn register(registry: &mut Vec<Option<Sensor>>, first: u32, sensors: impl Iterator<Item = Sensor>) {
+/// Returns whether a known sensor was replaced.
+fn register(registry: &mut Vec<Option<Sensor>>, first: u32, sensors: impl Iterator<Item = Sensor>) -> bool {
+    let mut replaced = false;
     for (offset, sensor) in sensors.enumerate() {
         let index = first as usize + offset;
         if index >= registry.len() {
             // Indices are dense, so a gap is unusual; it stays `None`, never a made-up sensor.
             registry.resize(index + 1, None);
         }
-        registry[index] = Some(sensor);
+        replaced |= registry[index].replace(sensor).is_some();
     }
+    replaced
 }
 
 /// Calls `f` for each reading of a column batch; an unknown sensor index is an error.
@@ -219,8 +315,8 @@ mod tests {
     #[test]
     fn sensors_are_placed_at_their_indices_and_replaced_when_sent_again() {
         let mut registry = Vec::new();
-        register(&mut registry, 0, [sensor("a"), sensor("b")].into_iter());
-        register(&mut registry, 1, [sensor("b2"), sensor("c")].into_iter());
+        assert!(!register(&mut registry, 0, [sensor("a"), sensor("b")].into_iter()), "nothing replaced");
+        assert!(register(&mut registry, 1, [sensor("b2"), sensor("c")].into_iter()), "b replaced");
         let ids: Vec<&str> = registry.iter().flatten().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a", "b2", "c"]);
     }
@@ -335,5 +431,86 @@ mod tests {
         let error = runner.restore(b"\xff not json").expect_err("garbage");
         assert!(error.starts_with("cannot restore the snapshot"), "{error}");
         assert_eq!(runner.plugin.seen, 7);
+    }
+
+    /// Publishes a point of its sensor's series for each reading, and a message for a negative
+    /// one; fails the call on a value below -100.
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct Mixed;
+
+    impl Processor for Mixed {
+        fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
+            let (value, time) = (reading.value(), reading.time());
+            if value < -100.0 {
+                return Err("far too low".into());
+            }
+            if value < 0.0 {
+                out.emit(Message::new("negative", "x", "alert", value, "", time));
+                return Ok(());
+            }
+            out.point(reading.sensor_index().into(), value, time, &[value * 2.0], || {
+                Series::about("series", reading).fields(&["double"])
+            });
+            Ok(())
+        }
+    }
+
+    fn mixed() -> ProcessorRunner<Mixed> {
+        let mut runner = ProcessorRunner::<Mixed>::default();
+        runner.init(vec![]).expect("init");
+        runner.on_sensors(
+            0,
+            vec![api::Sensor {
+                id: "s".into(),
+                kind: "temperature".into(),
+                unit: "°C".into(),
+                position: None,
+                tags: vec![],
+            }],
+        );
+        runner
+    }
+
+    fn topics_and_values(messages: &[api::Message]) -> Vec<(&str, f64)> {
+        messages.iter().map(|m| (m.topic.as_str(), m.value)).collect()
+    }
+
+    #[test]
+    fn points_and_messages_come_out_in_the_order_the_plugin_gave_them() {
+        let mut runner = mixed();
+        let batch =
+            api::Readings { sensors: vec![0; 4], values: vec![1.0, -1.0, 2.0, 3.0], times: vec![0; 4] };
+        let messages = runner.on_readings(batch).expect("valid batch");
+        assert_eq!(
+            topics_and_values(&messages),
+            [("series", 1.0), ("negative", -1.0), ("series", 2.0), ("series", 3.0)]
+        );
+        assert_eq!(messages[2].fields, vec![("double".to_owned(), 4.0)]);
+        assert_eq!((messages[0].kind.as_str(), messages[0].unit.as_str()), ("temperature", "°C"));
+    }
+
+    #[test]
+    fn a_failed_call_leaves_no_point_behind_for_the_next() {
+        let mut runner = mixed();
+        let failing = api::Readings { sensors: vec![0; 2], values: vec![5.0, -200.0], times: vec![0; 2] };
+        assert_eq!(runner.on_readings(failing).err(), Some("far too low".to_owned()));
+        let next = api::Readings { sensors: vec![0], values: vec![6.0], times: vec![0] };
+        assert_eq!(topics_and_values(&runner.on_readings(next).expect("valid")), [("series", 6.0)]);
+    }
+
+    #[test]
+    fn a_sensor_described_anew_changes_the_messages_of_its_series() {
+        let mut runner = mixed();
+        let one = || api::Readings { sensors: vec![0], values: vec![1.0], times: vec![0] };
+        assert_eq!(runner.on_readings(one()).expect("valid")[0].unit, "°C");
+        let moved = api::Sensor {
+            id: "s".into(),
+            kind: "temperature".into(),
+            unit: "K".into(),
+            position: None,
+            tags: vec![],
+        };
+        runner.on_sensors(0, vec![moved]);
+        assert_eq!(runner.on_readings(one()).expect("valid")[0].unit, "K");
     }
 }

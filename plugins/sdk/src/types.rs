@@ -135,6 +135,20 @@ impl From<Message> for p::Message {
     }
 }
 
+impl From<crate::series::Series> for p::Series {
+    fn from(series: crate::series::Series) -> Self {
+        Self {
+            topic: series.topic,
+            sensor_id: series.sensor_id,
+            kind: series.kind,
+            unit: series.unit,
+            position: series.position.map(|p| p::Position { lat: p.lat, lon: p.lon }),
+            field_names: series.field_names,
+            tags: series.tags,
+        }
+    }
+}
+
 impl From<s::Station> for Station {
     fn from(st: s::Station) -> Self {
         Self {

@@ -1,6 +1,7 @@
 //! TEST ONLY: a processor as a student would have built it against `garonne:plugin@0.1.0`,
 //! straight from the frozen `wit/v0.1.0` (the SDK follows the newest version). The host must go
-//! on loading it after the contract grew.
+//! on loading it after the contract grew. The crate `contract_v0_2` builds this same source
+//! against `wit/v0.2.0` (feature `v0_2`), where `init` also sets a metric, `factor`.
 //!
 //! For each reading it publishes `legacy/{kind}/{sensor_id}`: the value times `factor` (config,
 //! default 2), kind `{kind}_scaled`, at the reading's time, with a `seen` field counting the
@@ -9,9 +10,16 @@
 
 use std::cell::RefCell;
 
+#[cfg(not(feature = "v0_2"))]
 wit_bindgen::generate!({
     world: "processor",
     path: "../../../wit/v0.1.0",
+});
+
+#[cfg(feature = "v0_2")]
+wit_bindgen::generate!({
+    world: "processor",
+    path: "../../../wit/v0.2.0",
 });
 
 use exports::garonne::plugin::processor_api::{Guest, Message, Readings, Sensor};
@@ -41,7 +49,10 @@ impl Guest for Legacy {
         };
         // Touches every host function of 0.1.0, so that linking them is what the test checks.
         let _ = (host::now(), host::random());
-        host::log(Level::Info, &format!("contract 0.1.0 guest, factor {factor}"));
+        host::log(Level::Info, &format!("contract guest, factor {factor}"));
+        // What 0.2.0 added.
+        #[cfg(feature = "v0_2")]
+        host::metric("factor", factor);
         STATE.with_borrow_mut(|state| state.factor = factor);
         Ok(())
     }

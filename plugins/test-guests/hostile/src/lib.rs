@@ -10,6 +10,12 @@
 //!   - `trap`: panics, which aborts the instance;
 //!   - `error`: returns an error (the instance lives on);
 //!   - `flood`: emits `flood_count` messages on the topic `flood` (the message cap must cut them);
+//!   - `flood_points`: the same as points of one series (WIT 0.3.0), which the host must cut
+//!     before it makes their messages;
+//!   - `series_gap`: declares series 5 while none is declared (WIT 0.3.0: a trap);
+//!   - `undeclared`: publishes a point of series 99, never declared (a trap);
+//!   - `series_bomb`: declares series of 1 MiB topics without end (the host's 16 MiB budget for
+//!     the series of an instance must stop it, with a trap);
 //!   - `escape`: tries to get out of the sandbox (files, environment, arguments, a TCP connection
 //!     to `target`) and reports on the topic `escape`, one field per attempt, 1 if it got through.
 //! - `poison` (a number): without it nothing bad ever happens;
@@ -18,7 +24,7 @@
 //!
 //! The poison reading is not counted.
 
-use garonne_sdk::{Config, Message, Output, Processor, Reading};
+use garonne_sdk::{Config, Message, Output, Processor, Reading, Series};
 use serde::{Deserialize, Serialize};
 
 #[derive(Default, Serialize, Deserialize)]
@@ -34,7 +40,8 @@ struct Hostile {
     target: String,
 }
 
-const VALID_MODES: &str = "use loop, oom, trap, error, flood or escape";
+const VALID_MODES: &str =
+    "use loop, oom, trap, error, flood, flood_points, series_gap, undeclared, series_bomb or escape";
 
 /// What the poison value does; `Default` only because serde-skipped fields need one.
 #[derive(Default, Clone, Copy)]
@@ -45,6 +52,10 @@ enum Mode {
     Trap,
     Error,
     Flood,
+    FloodPoints,
+    SeriesGap,
+    Undeclared,
+    SeriesBomb,
     Escape,
 }
 
@@ -56,6 +67,10 @@ impl Processor for Hostile {
             Some("trap") => Mode::Trap,
             Some("error") => Mode::Error,
             Some("flood") => Mode::Flood,
+            Some("flood_points") => Mode::FloodPoints,
+            Some("series_gap") => Mode::SeriesGap,
+            Some("undeclared") => Mode::Undeclared,
+            Some("series_bomb") => Mode::SeriesBomb,
             Some("escape") => Mode::Escape,
             Some(other) => return Err(format!("unknown mode {other:?}: {VALID_MODES}")),
             None => return Err(format!("config `mode` is missing: {VALID_MODES}")),
@@ -92,9 +107,51 @@ impl Hostile {
                     out.emit(Message::new("flood", "hostile", "flood", i as f64, "", reading.time()));
                 }
             }
+            Mode::FloodPoints => {
+                for i in 0..self.flood_count {
+                    out.point(0, i as f64, reading.time(), &[], || {
+                        Series::new("flood", "hostile", "flood", "")
+                    });
+                }
+            }
+            Mode::SeriesGap | Mode::Undeclared | Mode::SeriesBomb => break_the_series_rules(self.mode),
             Mode::Escape => out.emit(try_to_escape(&self.target, reading.time())),
         }
     }
+}
+
+/// Calls the host's series functions directly, as a plugin without the SDK could, against the
+/// rules of WIT 0.3.0. (Only in WebAssembly: a native build has no host to call.)
+fn break_the_series_rules(mode: Mode) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use garonne_sdk::processor_bindings::garonne::plugin::{host, types};
+        let series = |topic: String| types::Series {
+            topic,
+            sensor_id: "hostile".into(),
+            kind: "count".into(),
+            unit: String::new(),
+            position: None,
+            field_names: Vec::new(),
+            tags: Vec::new(),
+        };
+        match mode {
+            Mode::SeriesGap => host::declare_series(5, &series("gap".into())),
+            Mode::Undeclared => {
+                let points =
+                    types::Points { series: vec![99], values: vec![1.0], times: vec![0], fields: vec![] };
+                host::publish(&points, &[]);
+            }
+            Mode::SeriesBomb => {
+                for index in 0.. {
+                    host::declare_series(index, &series(format!("{index}/{}", "x".repeat(1 << 20))));
+                }
+            }
+            _ => {}
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = mode;
 }
 
 fn try_to_escape(target: &str, time: i64) -> Message {
