@@ -322,8 +322,11 @@ class Bench:
         return plugins
 
     def pipeline(self, qos, plugins):
+        # "before" may run other builds of the plugins too (--plugins-before), in a file of its own.
+        folder = self.args.plugins_before if plugins == "before" else self.args.plugins_dir
+        suffix = "-before" if plugins == "before" else ""
         plugins = self.layout(plugins)
-        wasm = lambda name: os.path.join(self.args.plugins_dir, f"{name}.wasm")
+        wasm = lambda name: os.path.join(folder, f"{name}.wasm")
         # "avg": avg_quartier alone on the raw readings, the Python baseline's job; quality_filter
         # is there only to answer the readiness probe (on its own topic, idle during the steps).
         # "chain": avg_quartier reads quality_filter's clean readings in process (plugin: input),
@@ -376,7 +379,7 @@ for_s.temperature = 1800
 above.no2 = 200
 for_s.no2 = 3600
 """
-        path = os.path.join(self.workdir, f"pipeline-{plugins}-qos{qos}.toml")
+        path = os.path.join(self.workdir, f"pipeline-{plugins}{suffix}-qos{qos}.toml")
         with open(path, "w") as f:
             f.write(text)
         return path
@@ -781,7 +784,7 @@ def markdown(report, args):
                             (f"host-q{qos}", "host: quality_filter → avg_quartier through the broker"),
                             (f"host-chain-q{qos}", "host: quality_filter → avg_quartier in process (`plugin:`)"),
                             (f"host-internal-q{qos}", "host: the same, clean readings kept in process (`publish`)"),
-                            (f"host-before-q{qos}", "host (`--host-before` build): quality_filter → avg_quartier "
+                            (f"host-before-q{qos}", "host (the `--host-before`/`--plugins-before` builds): quality_filter → avg_quartier "
                              + {"broker": "through the broker", "process": "in process",
                                 "internal": "in process, clean readings kept inside"}[args.before_chain]),
                             (f"host-avg-q{qos}", "host: avg_quartier alone (the Python script's job)"),
@@ -957,7 +960,10 @@ def main():
     parser.add_argument("--max-drain-s", type=float, help="default 30, quick 10")
     parser.add_argument("--max-inflight", type=int, default=100, help="Mosquitto's max_inflight_messages")
     parser.add_argument("--max-queued", type=int, default=10_000, help="Mosquitto's max_queued_messages")
-    parser.add_argument("--host-before", help="another build of the host, for the host-before stage")
+    parser.add_argument("--host-before", help="another build of the host, for the host-before stage "
+                                              "(default: --host, when --plugins-before is given)")
+    parser.add_argument("--plugins-before", help="another build of the plugins, for the host-before stage "
+                                                 "(default: --plugins-dir)")
     parser.add_argument("--before-chain", choices=("broker", "process", "internal"), default="broker",
                         help="how the host-before stage chains its two plugins (default: broker; "
                              "internal: as the host-internal stage)")
@@ -974,18 +980,25 @@ def main():
     args.stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
     if unknown := [stage for stage in args.stages if stage not in STAGES]:
         raise SystemExit(f"unknown stage(s) {', '.join(unknown)}: choose among {', '.join(STAGES)}")
+    if args.plugins_before and not args.host_before:
+        args.host_before = args.host
+    args.plugins_before = os.path.abspath(args.plugins_before or args.plugins_dir)
     if "host-before" in args.stages and not (args.host_before and os.path.exists(args.host_before)):
-        raise SystemExit("the host-before stage needs --host-before PATH: another build of the host")
+        raise SystemExit("the host-before stage needs --host-before PATH (another build of the host) "
+                         "or --plugins-before DIR (another build of the plugins)")
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
     args.host = os.path.abspath(args.host)  # the stages run in a folder of their own
+    args.host_before = args.host_before and os.path.abspath(args.host_before)
+    args.plugins_dir = os.path.abspath(args.plugins_dir)
     for path in (args.host, args.stations):
         if not os.path.exists(path):
             raise SystemExit(f"missing {path}")
-    for name in ("quality_filter", "avg_quartier", "rolling_stats", "fahrenheit", "thresholds"):
-        if not os.path.exists(os.path.join(args.plugins_dir, f"{name}.wasm")):
-            raise SystemExit(f"missing {name}.wasm in {args.plugins_dir}: run cargo xtask build-plugins")
+    for folder in {args.plugins_dir, args.plugins_before}:
+        for name in ("quality_filter", "avg_quartier", "rolling_stats", "fahrenheit", "thresholds"):
+            if not os.path.exists(os.path.join(folder, f"{name}.wasm")):
+                raise SystemExit(f"missing {name}.wasm in {folder}: run cargo xtask build-plugins")
     bench = Bench(args)
     # SIGTERM (timeout, Ctrl-C in a pipe) unwinds through the finally blocks that stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 /// The readings of one sensor in its window: (time in ms, value), sorted by time.
 type Window = VecDeque<(i64, f64)>;
 
+/// The plugin (public so that benchmarks can run it natively).
 #[derive(Default, Serialize, Deserialize)]
-struct RollingStats {
+pub struct RollingStats {
     /// By sensor index: the state, kept across restarts.
     windows: BTreeMap<u32, Window>,
     /// From the configuration: set again by `init` after a restore.
