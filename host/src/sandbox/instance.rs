@@ -217,25 +217,29 @@ impl Sandbox<Processor> {
     /// The messages of a batch: those of the points the plugin published, then those it
     /// returned.
     pub fn on_readings(&mut self, batch: &Readings) -> Result<Vec<Message>, CallError> {
-        let returned = self.call(self.limits.call_deadline(), |s, b| {
-            processor_api!(b, |api| api.call_on_readings(s, batch))
-        })?;
-        Ok(self.after_published(returned))
+        self.publishing_call(|s, b| processor_api!(b, |api| api.call_on_readings(s, batch)))
     }
 
     pub fn on_tick(&mut self, now: i64) -> Result<Vec<Message>, CallError> {
-        let returned =
-            self.call(self.limits.call_deadline(), |s, b| processor_api!(b, |api| api.call_on_tick(s, now)))?;
-        Ok(self.after_published(returned))
+        self.publishing_call(|s, b| processor_api!(b, |api| api.call_on_tick(s, now)))
     }
 
-    fn after_published(&mut self, returned: Vec<Message>) -> Vec<Message> {
+    /// A call during which the plugin may publish (`host.publish`): its messages are those of the
+    /// points and messages it published, then those it returned.
+    fn publishing_call(
+        &mut self,
+        f: impl FnOnce(&mut Store<GuestState>, &Processor) -> wasmtime::Result<Result<Vec<Message>, String>>,
+    ) -> Result<Vec<Message>, CallError> {
+        self.store.data_mut().publishing = true;
+        let returned = self.call(self.limits.call_deadline(), f);
+        self.store.data_mut().publishing = false;
+        let returned = returned?;
         let mut messages = std::mem::take(&mut self.store.data_mut().published);
         if messages.is_empty() {
-            return returned;
+            return Ok(returned);
         }
         messages.extend(returned);
-        messages
+        Ok(messages)
     }
 
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {

@@ -40,6 +40,12 @@ pub enum SeriesError {
          (`field-names` of each point's series, in order)"
     )]
     Fields { given: usize, needed: usize },
+    #[error(
+        "`publish` was called outside `on-readings` and `on-tick`: a processor publishes while it \
+         handles readings or a tick (and may declare its series at any time); a sensor model \
+         returns its readings from `tick`"
+    )]
+    OutsideCall,
 }
 
 /// The series one instance declared, by index.

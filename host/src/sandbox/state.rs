@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::v0_3_0::{host, types};
 use super::bindings::{v0_1_0, v0_2_0};
 use super::guest_output::{GuestOutput, StderrTail};
-use super::series::SeriesTable;
+use super::series::{SeriesError, SeriesTable};
 use crate::clock::VirtualClock;
 
 /// The data of one `Store`: one per plugin instance, dropped with it after a trap.
@@ -28,6 +28,8 @@ pub(crate) struct GuestState {
     pub published: Vec<types::Message>,
     pub published_cap: usize,
     pub published_dropped: u64,
+    /// Whether `host.publish` may be called now: only during `on-readings` and `on-tick`.
+    pub publishing: bool,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -57,6 +59,7 @@ impl GuestState {
             published: Vec::new(),
             published_cap: usize::MAX,
             published_dropped: 0,
+            publishing: false,
             wasi,
             table: ResourceTable::new(),
         }
@@ -104,6 +107,9 @@ impl host::Host for GuestState {
     }
 
     fn publish(&mut self, points: types::Points, messages: Vec<types::Message>) -> wasmtime::Result<()> {
+        if !self.publishing {
+            return Err(wasmtime::Error::msg(SeriesError::OutsideCall));
+        }
         let dropped = self.series.expand(&points, &mut self.published, self.published_cap);
         self.published_dropped += dropped.map_err(wasmtime::Error::msg)? as u64;
         let room = self.published_cap.saturating_sub(self.published.len());

@@ -363,23 +363,28 @@ impl ProcessorSupervisor {
         Ok(())
     }
 
+    /// After a call that succeeded: the metrics the plugin set, and what it published past
+    /// `limits.max_messages` (dropped, counted).
+    fn account_for_call(&mut self) {
+        let Some(instance) = self.instance.as_mut() else { return };
+        self.stats.merge_metrics(instance.changed_metrics());
+        let dropped = instance.published_past_cap();
+        if dropped > 0 {
+            tracing::warn!(
+                plugin = &*self.plugin.info.name,
+                "plugin published {dropped} points or messages past limits.max_messages in one call; \
+                 dropped them"
+            );
+            self.stats.messages_dropped += dropped;
+        }
+    }
+
     fn run(&mut self, call: Call, outcome: &mut Outcome) {
         self.stats.calls += 1;
         match self.attempt(&call) {
             Ok(messages) => {
                 self.consecutive_failures = 0;
-                if let Some(instance) = self.instance.as_mut() {
-                    self.stats.merge_metrics(instance.changed_metrics());
-                    let dropped = instance.published_past_cap();
-                    if dropped > 0 {
-                        tracing::warn!(
-                            plugin = &*self.plugin.info.name,
-                            "plugin published {dropped} points or messages past limits.max_messages in \
-                             one call; dropped them"
-                        );
-                        self.stats.messages_dropped += dropped;
-                    }
-                }
+                self.account_for_call();
                 self.publish(messages, outcome);
                 self.journal(call);
             }
@@ -663,15 +668,6 @@ impl SensorModelSupervisor {
                 self.consecutive_failures = 0;
                 if let Some(instance) = self.instance.as_mut() {
                     self.stats.merge_metrics(instance.changed_metrics());
-                    let dropped = instance.published_past_cap();
-                    if dropped > 0 {
-                        tracing::warn!(
-                            plugin = &*self.plugin.info.name,
-                            "plugin published {dropped} points or messages past limits.max_messages in \
-                             one call; dropped them"
-                        );
-                        self.stats.messages_dropped += dropped;
-                    }
                 }
                 self.checkpoint_now();
                 let payloads = self.payloads(&batch);

@@ -184,6 +184,18 @@ fn breaking_the_rules_of_series_traps_with_the_reason_and_the_state_survives() {
 }
 
 #[test]
+fn publishing_outside_a_call_that_may_publish_stops_the_start_with_the_reason() {
+    let engine = engine();
+    let loaded = Arc::new(engine.load(&plugin("hostile")).expect("loads"));
+    let config = vec![("mode".to_owned(), "publish_in_init".to_owned())];
+    let error = ProcessorSupervisor::start(loaded, config, relaxed(), VirtualClock::new(0, 1.0), 1)
+        .err()
+        .expect("init traps on host.publish");
+    let said = format!("{error:#}");
+    assert!(said.contains("`publish` was called outside `on-readings` and `on-tick`"), "{said}");
+}
+
+#[test]
 fn a_bad_config_stops_the_start_with_the_plugins_own_message() {
     let engine = engine();
     let loaded = Arc::new(engine.load(&plugin("hostile")).expect("loads"));

@@ -16,6 +16,8 @@
 //!   - `undeclared`: publishes a point of series 99, never declared (a trap);
 //!   - `series_bomb`: declares series of 1 MiB topics without end (the host's 16 MiB budget for
 //!     the series of an instance must stop it, with a trap);
+//!   - `publish_in_init`: not a poison value: `init` itself calls `host.publish`, which only
+//!     `on-readings` and `on-tick` may (a trap, so `init` fails);
 //!   - `escape`: tries to get out of the sandbox (files, environment, arguments, a TCP connection
 //!     to `target`) and reports on the topic `escape`, one field per attempt, 1 if it got through.
 //! - `poison` (a number): without it nothing bad ever happens;
@@ -40,8 +42,8 @@ struct Hostile {
     target: String,
 }
 
-const VALID_MODES: &str =
-    "use loop, oom, trap, error, flood, flood_points, series_gap, undeclared, series_bomb or escape";
+const VALID_MODES: &str = "use loop, oom, trap, error, flood, flood_points, series_gap, undeclared, series_bomb, publish_in_init \
+     or escape";
 
 /// What the poison value does; `Default` only because serde-skipped fields need one.
 #[derive(Default, Clone, Copy)]
@@ -56,6 +58,7 @@ enum Mode {
     SeriesGap,
     Undeclared,
     SeriesBomb,
+    PublishInInit,
     Escape,
 }
 
@@ -70,6 +73,7 @@ impl Processor for Hostile {
             Some("flood_points") => Mode::FloodPoints,
             Some("series_gap") => Mode::SeriesGap,
             Some("undeclared") => Mode::Undeclared,
+            Some("publish_in_init") => Mode::PublishInInit,
             Some("series_bomb") => Mode::SeriesBomb,
             Some("escape") => Mode::Escape,
             Some(other) => return Err(format!("unknown mode {other:?}: {VALID_MODES}")),
@@ -78,6 +82,9 @@ impl Processor for Hostile {
         self.poison = config.get_f64("poison")?;
         self.flood_count = config.u64_or("flood_count", 100_000)?;
         self.target = config.str_or("target", "127.0.0.1:1883").to_owned();
+        if let Mode::PublishInInit = self.mode {
+            break_the_series_rules(self.mode);
+        }
         Ok(())
     }
 
@@ -115,6 +122,7 @@ impl Hostile {
                 }
             }
             Mode::SeriesGap | Mode::Undeclared | Mode::SeriesBomb => break_the_series_rules(self.mode),
+            Mode::PublishInInit => {} // done in init
             Mode::Escape => out.emit(try_to_escape(&self.target, reading.time())),
         }
     }
@@ -140,6 +148,10 @@ fn break_the_series_rules(mode: Mode) {
             Mode::Undeclared => {
                 let points =
                     types::Points { series: vec![99], values: vec![1.0], times: vec![0], fields: vec![] };
+                host::publish(&points, &[]);
+            }
+            Mode::PublishInInit => {
+                let points = types::Points { series: vec![], values: vec![], times: vec![], fields: vec![] };
                 host::publish(&points, &[]);
             }
             Mode::SeriesBomb => {
