@@ -391,6 +391,9 @@ mod tests {
             "fields":{"min":11.0},"tags":{"quartier":"Capitole"}}"#;
         let payload = decode(text).expect("valid payload");
         assert_eq!(payload.time, 1_795_939_200_250);
+        // A time with an escape in its text is read the same (serde_json unescapes into a buffer).
+        let escaped = text.replace("00.250Z", "00.250\\u005a");
+        assert_eq!(decode(&escaped).map(|p| p.time), Ok(1_795_939_200_250));
         let again = Payload::decode(&payload.encode().expect("encodable"), DEFAULT_MAX_PAYLOAD);
         assert_eq!(again, Ok(payload));
     }
@@ -429,6 +432,10 @@ mod tests {
             (r#"{"sensor_id":true,"kind":"t","value":1,"ts":0}"#, "a string or a non-negative integer"),
             (r#"{"sensor_id":"a","kind":"t","value":1,"ts":1.5}"#, "an RFC 3339 string or an integer"),
             (r#"{"sensor_id":"a","kind":"t","value":1,"ts":null}"#, "an RFC 3339 string or an integer"),
+            (
+                r#"{"sensor_id":"a","kind":"t","value":1,"ts":18446744073709551615}"#,
+                "an RFC 3339 string or an integer",
+            ),
         ] {
             match decode(json) {
                 Err(PayloadError::Invalid(reason)) => assert!(reason.contains(expected), "{json}: {reason}"),
