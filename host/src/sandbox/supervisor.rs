@@ -363,29 +363,18 @@ impl ProcessorSupervisor {
         Ok(())
     }
 
-    /// After a call that succeeded: the metrics the plugin set, and what it published past
-    /// `limits.max_messages` (dropped, counted).
-    fn account_for_call(&mut self) {
-        let Some(instance) = self.instance.as_mut() else { return };
-        self.stats.merge_metrics(instance.changed_metrics());
-        let dropped = instance.published_past_cap();
-        if dropped > 0 {
-            tracing::warn!(
-                plugin = &*self.plugin.info.name,
-                "plugin published {dropped} points or messages past limits.max_messages in one call; \
-                 dropped them"
-            );
-            self.stats.messages_dropped += dropped;
-        }
-    }
-
     fn run(&mut self, call: Call, outcome: &mut Outcome) {
         self.stats.calls += 1;
         match self.attempt(&call) {
             Ok(messages) => {
                 self.consecutive_failures = 0;
-                self.account_for_call();
-                self.publish(messages, outcome);
+                // The points the sandbox already cut at the cap, before making their messages.
+                let mut cut = 0;
+                if let Some(instance) = self.instance.as_mut() {
+                    self.stats.merge_metrics(instance.changed_metrics());
+                    cut = instance.published_past_cap();
+                }
+                self.publish(messages, cut, outcome);
                 self.journal(call);
             }
             // An error for a batch leaves the instance with the effect of the readings before
@@ -552,17 +541,19 @@ impl ProcessorSupervisor {
         }
     }
 
-    fn publish(&mut self, mut messages: Vec<Message>, outcome: &mut Outcome) {
-        if messages.len() > self.limits.max_messages {
-            let dropped = messages.len() - self.limits.max_messages;
+    /// Publishes what a call gave, at most `limits.max_messages`; `cut` is what the sandbox
+    /// already dropped past the cap (points, before their messages were made).
+    fn publish(&mut self, mut messages: Vec<Message>, cut: u64, outcome: &mut Outcome) {
+        let dropped = cut + messages.len().saturating_sub(self.limits.max_messages) as u64;
+        if dropped > 0 {
             tracing::warn!(
                 plugin = self.name(),
-                "plugin returned {} messages in one call; kept the first {} (limits.max_messages)",
-                messages.len(),
+                "plugin gave {} messages and points in one call; kept the first {} (limits.max_messages)",
+                messages.len() as u64 + cut,
                 self.limits.max_messages
             );
             messages.truncate(self.limits.max_messages);
-            self.stats.messages_dropped += dropped as u64;
+            self.stats.messages_dropped += dropped;
         }
         self.stats.messages_out += messages.len() as u64;
         // Usually the outcome has no message yet: taking the vector whole saves copying a batch

@@ -229,19 +229,25 @@ impl<P: Processor> ProcessorRunner<P> {
     }
 
     pub fn on_readings(&mut self, batch: api::Readings) -> Result<Vec<api::Message>, String> {
-        let mut out = Output::with_series(std::mem::take(&mut self.series));
-        let result =
-            for_each_reading(&self.sensors, &batch.sensors, &batch.values, &batch.times, |reading| {
-                self.plugin.on_reading(&reading, &mut out)
-            });
-        let (messages, series) = out.finish(result);
-        self.series = series;
-        messages
+        self.with_output(|plugin, sensors, out| {
+            for_each_reading(sensors, &batch.sensors, &batch.values, &batch.times, |reading| {
+                plugin.on_reading(&reading, out)
+            })
+        })
     }
 
     pub fn on_tick(&mut self, now: i64) -> Result<Vec<api::Message>, String> {
+        self.with_output(|plugin, _, out| plugin.on_tick(now, out))
+    }
+
+    /// Runs one call with an `Output` that holds the instance's series book, and takes the book
+    /// back after it.
+    fn with_output(
+        &mut self,
+        f: impl FnOnce(&mut P, &[Option<Sensor>], &mut Output) -> Result<(), String>,
+    ) -> Result<Vec<api::Message>, String> {
         let mut out = Output::with_series(std::mem::take(&mut self.series));
-        let result = self.plugin.on_tick(now, &mut out);
+        let result = f(&mut self.plugin, &self.sensors, &mut out);
         let (messages, series) = out.finish(result);
         self.series = series;
         messages
