@@ -745,16 +745,12 @@ struct Input {
 }
 
 impl Input {
+    fn filters(&self) -> impl Iterator<Item = &String> {
+        self.routes.iter().flat_map(|r| &r.filters)
+    }
+
     fn subscribe_all(&self) {
-        let mut filters: Vec<&String> = self.routes.iter().flat_map(|r| &r.filters).collect();
-        filters.sort();
-        filters.dedup();
-        for filter in filters {
-            // try_: this runs inside the event loop task, which must not wait on its own queue.
-            if let Err(error) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                tracing::error!("cannot subscribe to {filter}: {error}");
-            }
-        }
+        mqtt::subscribe_all(&self.client, self.filters(), QoS::AtLeastOnce);
     }
 
     async fn route(&self, topic: &str, bytes: &[u8]) {
@@ -810,7 +806,15 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
                 tracing::info!("input connection to the broker established");
                 input.subscribe_all();
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
+            Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                let refused = mqtt::refused_filters(input.filters(), &suback);
+                if !refused.is_empty() {
+                    tracing::error!(
+                        "the broker refused the subscriptions to {}: check its access list \
+                         (acl_file) for this client's user",
+                        refused.join(", ")
+                    );
+                }
                 let _ = input.subscribed.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {

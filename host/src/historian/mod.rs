@@ -301,6 +301,16 @@ impl Input {
                     tracing::info!("historian connected to the broker");
                     self.subscribe();
                 }
+                Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    let refused = mqtt::refused_filters(&self.topics, &suback);
+                    if !refused.is_empty() {
+                        tracing::error!(
+                            "the broker refused the historian's subscriptions to {}: nothing of \
+                             them will be stored; check the broker's access list (acl_file)",
+                            refused.join(", ")
+                        );
+                    }
+                }
                 // Not acknowledged after the stop: the broker sends it again next time.
                 Ok(Event::Incoming(Packet::Publish(_))) if stopping => {}
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.take(publish).await,
@@ -320,11 +330,7 @@ impl Input {
     fn subscribe(&self) {
         let online = self.metrics.snapshot_json().to_string();
         let _ = self.client.try_publish(self.status_topic.clone(), QoS::AtLeastOnce, true, online);
-        for filter in &self.topics {
-            if let Err(error) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                tracing::error!("cannot subscribe to {filter}: {error}");
-            }
-        }
+        mqtt::subscribe_all(&self.client, &self.topics, QoS::AtLeastOnce);
     }
 
     /// The points of a message: a reading, aggregate or alert, or a host's status.

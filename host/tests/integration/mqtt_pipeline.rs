@@ -123,6 +123,24 @@ async fn every_qos_0_reading_of_a_bursty_stream_is_processed() {
     running.stop().await;
 }
 
+/// `RunningPipeline::start` returns once the broker has every subscription, so that a reading
+/// published right after it is processed, whichever filter takes it. With a SUBSCRIBE packet per
+/// filter, the first SubAck ended the wait while the later filters were still on their way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_published_as_soon_as_the_pipeline_starts_is_processed() {
+    let mosquitto = Mosquitto::start();
+    let mut stats = rolling_stats(300);
+    // Sorted and sent in this order: the reading's filter, f39, goes last.
+    stats.inputs = (0..40).map(|i| format!("toulouse/sensors/f{i:02}/#")).collect();
+    let running =
+        RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![stats])).await.expect("pipeline starts");
+    let mut client = TestClient::connect(mosquitto.port, &["toulouse/stats/#"]).await;
+    client.publish("toulouse/sensors/f39/s1", reading("s1", "temperature", 10.0, T0)).await;
+    let stats = client.collect_json(1, Duration::from_secs(5), |_, json| json["sensor_id"] == "s1").await;
+    assert_eq!(stats.len(), 1, "the first reading was lost: the pipeline started before its subscription");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_turns_readings_into_stats_through_the_embedded_broker() {
     let running =
