@@ -18,8 +18,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             let Some(input) = &args.input else {
                 bail!("a processor needs readings to replay: give --input FILE.jsonl");
             };
-            let readings = replay::read_readings(input)?;
-            replay::replay_processor(plugin, &readings, &options).map_err(anyhow::Error::from)
+            let readings = replay::ReadingFile::open(input)?;
+            replay::replay_processor(plugin, readings, &options).map_err(anyhow::Error::from)
         }
         World::SensorModel => run_model(plugin, &args, &options),
     };

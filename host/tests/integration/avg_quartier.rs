@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use garonne::payload::Payload;
-use garonne::replay::{ReplayOptions, replay_processor};
+use garonne::replay::{ReplayOptions, replay_readings};
 use garonne::sandbox::{Limits, PluginEngine};
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ fn options(config: &[(&str, &str)]) -> ReplayOptions {
 fn run(readings: &[Payload], options: &ReplayOptions) -> garonne::replay::ReplayOutput {
     let engine = PluginEngine::new(Some(&temp_dir("cache"))).expect("engine");
     let loaded = Arc::new(engine.load(&plugin("avg_quartier")).expect("avg_quartier loads"));
-    replay_processor(loaded, readings, options).expect("replay")
+    replay_readings(loaded, readings, options).expect("replay")
 }
 
 fn reading(id: &str, lat: f64, lon: f64, value: f64, time: i64) -> Payload {
