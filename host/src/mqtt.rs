@@ -108,29 +108,35 @@ fn options(address: &BrokerAddress, config: &MqttConfig, client_id: &str) -> Mqt
 
 /// Subscribes to every filter in one SUBSCRIBE packet, so that one SubAck says they are all in
 /// place: with a packet per filter, the first SubAck came while the others were still on their
-/// way, and the first readings of a run could pass before their subscription (a flaky loss of the
-/// first ~75 readings in the chaining test). `try_`: callers run inside the event loop's task,
-/// which must not wait on its own request queue.
+/// way, and the first readings of a run could pass before their subscription. `try_`: callers
+/// run inside the event loop's task, which must not wait on its own request queue.
 pub fn subscribe_all<'a>(client: &AsyncClient, filters: impl IntoIterator<Item = &'a String>, qos: QoS) {
-    let mut filters: Vec<&String> = filters.into_iter().collect();
-    filters.sort();
-    filters.dedup();
+    let filters = packet_order(filters);
     if filters.is_empty() {
         return;
     }
     let packet = filters.iter().map(|filter| SubscribeFilter::new(filter.to_string(), qos));
     if let Err(error) = client.try_subscribe_many(packet) {
-        tracing::error!("cannot subscribe to {}: {error}", join(&filters));
+        let names: Vec<&str> = filters.iter().map(|f| f.as_str()).collect();
+        tracing::error!("cannot subscribe to {}: {error}", names.join(", "));
     }
 }
 
-/// The filters a SubAck refused, in the order they were sent by [`subscribe_all`]; the broker
-/// refuses a filter its access list denies, or one it finds malformed.
-pub fn refused_filters<'a>(filters: impl IntoIterator<Item = &'a String>, suback: &SubAck) -> Vec<String> {
-    let mut filters: Vec<&String> = filters.into_iter().collect();
-    filters.sort();
-    filters.dedup();
-    filters
+/// Logs the filters of [`subscribe_all`] that `suback` refused, saying what that costs; the
+/// broker refuses a filter its access list (`acl_file`) denies, or one it finds malformed.
+pub fn report_refused<'a>(filters: impl IntoIterator<Item = &'a String>, suback: &SubAck, cost: &str) {
+    let refused = refused_filters(filters, suback);
+    if !refused.is_empty() {
+        tracing::error!(
+            "the broker refused the subscriptions to {}: {cost}; check its access list (acl_file) \
+             for this client's user",
+            refused.join(", ")
+        );
+    }
+}
+
+fn refused_filters<'a>(filters: impl IntoIterator<Item = &'a String>, suback: &SubAck) -> Vec<String> {
+    packet_order(filters)
         .into_iter()
         .zip(&suback.return_codes)
         .filter(|(_, code)| matches!(code, SubscribeReasonCode::Failure))
@@ -138,8 +144,13 @@ pub fn refused_filters<'a>(filters: impl IntoIterator<Item = &'a String>, suback
         .collect()
 }
 
-fn join(filters: &[&String]) -> String {
-    filters.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+/// The filters as [`subscribe_all`] sends them, sorted and once each: a SubAck's return codes
+/// come in this order.
+fn packet_order<'a>(filters: impl IntoIterator<Item = &'a String>) -> Vec<&'a String> {
+    let mut filters: Vec<&String> = filters.into_iter().collect();
+    filters.sort();
+    filters.dedup();
+    filters
 }
 
 /// The pause before polling again after the connection failed `failures` times in a row.

@@ -807,14 +807,7 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
                 input.subscribe_all();
             }
             Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                let refused = mqtt::refused_filters(input.filters(), &suback);
-                if !refused.is_empty() {
-                    tracing::error!(
-                        "the broker refused the subscriptions to {}: check its access list \
-                         (acl_file) for this client's user",
-                        refused.join(", ")
-                    );
-                }
+                mqtt::report_refused(input.filters(), &suback, "their readings will not be processed");
                 let _ = input.subscribed.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {

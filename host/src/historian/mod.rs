@@ -302,14 +302,7 @@ impl Input {
                     self.subscribe();
                 }
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                    let refused = mqtt::refused_filters(&self.topics, &suback);
-                    if !refused.is_empty() {
-                        tracing::error!(
-                            "the broker refused the historian's subscriptions to {}: nothing of \
-                             them will be stored; check the broker's access list (acl_file)",
-                            refused.join(", ")
-                        );
-                    }
+                    mqtt::report_refused(&self.topics, &suback, "the historian will store none of them");
                 }
                 // Not acknowledged after the stop: the broker sends it again next time.
                 Ok(Event::Incoming(Packet::Publish(_))) if stopping => {}
