@@ -28,8 +28,8 @@ use crate::sandbox::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the pipeline file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the pipeline file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("the pipeline file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -285,8 +285,8 @@ impl PipelineConfig {
 
     /// Reads a pipeline file; relative plugin and stations paths are taken from its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
         let mut config: Self = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -300,8 +300,8 @@ impl PipelineConfig {
     /// The plugins of a file added to another pipeline: it may hold only `[[plugin]]` tables,
     /// since the broker, the runtime and the historian are the first file's.
     pub fn load_plugins_only(path: &Path) -> Result<Vec<PluginConfig>, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         if let Some(key) = table.keys().find(|key| *key != "plugin") {

@@ -18,8 +18,8 @@ use crate::sandbox::{DeadLetter, Limits, LoadedPlugin, Message, ProcessorSupervi
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}, line {line}: {error}")]
     BadReading { path: PathBuf, line: usize, error: PayloadError },
     #[error("{path}, line {line}: not JSON: {message}")]
@@ -72,7 +72,7 @@ struct JsonLines {
 impl JsonLines {
     fn open(path: &Path) -> Result<Self, ReplayError> {
         let file =
-            std::fs::File::open(path).map_err(|source| ReplayError::Read { path: path.into(), source })?;
+            std::fs::File::open(path).map_err(|error| ReplayError::Read { path: path.into(), error })?;
         Ok(Self { path: path.into(), reader: std::io::BufReader::new(file), line: 0, text: Vec::new() })
     }
 
@@ -84,7 +84,7 @@ impl JsonLines {
             match self.reader.read_until(b'\n', &mut self.text) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(source) => return Some(Err(ReplayError::Read { path: self.path.clone(), source })),
+                Err(error) => return Some(Err(ReplayError::Read { path: self.path.clone(), error })),
             }
             // Bounds rather than `trim_ascii`: a borrow taken before the test would outlive the
             // loop's next `clear` in the borrow checker's eyes.

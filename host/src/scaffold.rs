@@ -33,8 +33,8 @@ pub enum ScaffoldError {
     Name(String),
     #[error("{0} already exists and is not empty: choose another name or --dir")]
     Exists(PathBuf),
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 /// The two plugin worlds.
@@ -256,7 +256,7 @@ fn camel_case(name: &str) -> String {
 }
 
 fn write(path: &Path, text: &str, executable: bool) -> Result<(), ScaffoldError> {
-    let error = |source| ScaffoldError::Write { path: path.to_owned(), source };
+    let error = |error| ScaffoldError::Write { path: path.to_owned(), error };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(error)?;
     }

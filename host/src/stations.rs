@@ -12,8 +12,8 @@ use crate::sandbox::{Position, Station};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StationsError {
-    #[error("cannot read the stations file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the stations file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("the stations file {path} is not a JSON array of stations: {message}")]
     Format { path: PathBuf, message: String },
 }
@@ -34,7 +34,7 @@ struct StationRecord {
 /// Reads a stations file.
 pub fn load(path: &Path) -> Result<Vec<Station>, StationsError> {
     let text =
-        std::fs::read_to_string(path).map_err(|source| StationsError::Read { path: path.into(), source })?;
+        std::fs::read_to_string(path).map_err(|error| StationsError::Read { path: path.into(), error })?;
     parse(&text).map_err(|message| StationsError::Format { path: path.into(), message })
 }
 

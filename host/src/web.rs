@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 pub enum WebError {
     #[error("the web folder {0} has no index.html: run `npm ci` in web/ (cargo xtask demo does it)")]
     NoIndex(PathBuf),
-    #[error("cannot listen on 127.0.0.1:{port} for the web map: {source}")]
-    Bind { port: u16, source: std::io::Error },
+    #[error("cannot listen on 127.0.0.1:{port} for the web map: {error}")]
+    Bind { port: u16, error: std::io::Error },
 }
 
 /// The web server, running until dropped.
@@ -47,9 +47,9 @@ pub async fn serve(root: PathBuf, port: u16, config_json: String) -> Result<WebS
         Ok(listener) => listener,
         Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .map_err(|source| WebError::Bind { port, source })?,
+            .map_err(|error| WebError::Bind { port, error })?,
     };
-    let address = listener.local_addr().map_err(|source| WebError::Bind { port, source })?;
+    let address = listener.local_addr().map_err(|error| WebError::Bind { port, error })?;
     let site = std::sync::Arc::new(Site { root, config_json: Bytes::from(config_json) });
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

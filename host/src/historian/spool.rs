@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("cannot use the spool folder {path}: {source}. Check that it exists and is writable")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot use the spool folder {path}: {error}. Check that it exists and is writable")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error(
         "the spool in {path} is full ({used} of {cap} bytes): the database has been unreachable \
          for long; raise historian.spool_max_mib or bring the database back"
@@ -39,7 +39,7 @@ pub struct Spool {
 impl Spool {
     /// Opens (or creates) the spool folder and finds the batches a previous run left.
     pub fn open(dir: &Path, cap_bytes: u64) -> Result<Self, SpoolError> {
-        let io = |source| SpoolError::Io { path: dir.to_owned(), source };
+        let io = |error| SpoolError::Io { path: dir.to_owned(), error };
         fs::create_dir_all(dir).map_err(io)?;
         let mut batches = Vec::new();
         let mut used = 0;
@@ -85,7 +85,7 @@ impl Spool {
         let number = self.next;
         let final_path = self.path_of(number);
         let temp = final_path.with_extension("tmp");
-        let io = |source| SpoolError::Io { path: self.dir.clone(), source };
+        let io = |error| SpoolError::Io { path: self.dir.clone(), error };
         let mut file = fs::File::create(&temp).map_err(io)?;
         file.write_all(body.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
@@ -104,8 +104,7 @@ impl Spool {
     pub fn oldest(&self) -> Result<Option<SpooledBatch>, SpoolError> {
         let Some(&number) = self.batches.front() else { return Ok(None) };
         let path = self.path_of(number);
-        let text =
-            fs::read_to_string(&path).map_err(|source| SpoolError::Io { path: path.clone(), source })?;
+        let text = fs::read_to_string(&path).map_err(|error| SpoolError::Io { path: path.clone(), error })?;
         let lines = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
         Ok(Some(SpooledBatch { number, path, lines }))
     }
@@ -113,7 +112,7 @@ impl Spool {
     /// Deletes a batch once the database has it.
     pub fn remove(&mut self, batch: SpooledBatch) -> Result<(), SpoolError> {
         let size = fs::metadata(&batch.path).map(|m| m.len()).unwrap_or(0);
-        fs::remove_file(&batch.path).map_err(|source| SpoolError::Io { path: batch.path.clone(), source })?;
+        fs::remove_file(&batch.path).map_err(|error| SpoolError::Io { path: batch.path.clone(), error })?;
         self.used = self.used.saturating_sub(size);
         self.batches.retain(|&n| n != batch.number);
         Ok(())

@@ -19,8 +19,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Why a plugin file could not be loaded. Each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path} is not a WebAssembly file (it does not start with \\0asm)")]
     NotWasm { path: PathBuf },
     #[error(
@@ -184,7 +184,7 @@ impl PluginEngine {
     }
 
     fn compile_and_inspect(&self, path: &Path) -> Result<(Component, PluginInfo), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
         check_header(path, &bytes)?;
         let component = Component::new(&self.engine, &bytes)
             .map_err(|e| LoadError::Invalid { path: path.into(), message: format!("{e:#}") })?;

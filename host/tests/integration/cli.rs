@@ -72,6 +72,33 @@ fn inspect_of_a_missing_file_says_so() {
     inspect_fails_with(std::path::Path::new("/nonexistent/x.wasm"), "cannot read /nonexistent/x.wasm");
 }
 
+/// Each file the host reads, missing: the error names the file and gives the system's reason once
+/// (a reason printed twice reads as two failures).
+#[test]
+fn a_missing_file_is_named_with_the_reason_given_once() {
+    let (processor, model) = (plugin("rolling_stats"), plugin("synthetic"));
+    let (processor, model) = (processor.to_str().expect("utf-8 path"), model.to_str().expect("utf-8 path"));
+    let missing = "/nonexistent/garonne-missing";
+    const FROM: &str = "2026-11-29T00:00:00Z";
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("a plugin", vec!["plugin", "inspect", missing]),
+        ("a pipeline file", vec!["run", "--config", missing]),
+        ("recorded readings", vec!["plugin", "test", processor, "--input", missing]),
+        (
+            "a stations file",
+            vec!["plugin", "test", model, "--stations", missing, "--from", FROM, "--to", FROM],
+        ),
+    ];
+    for (what, args) in cases {
+        let output = host(&args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{what}: {stderr}");
+        assert!(stderr.contains(missing), "{what}: the path is not named: {stderr}");
+        let reason = "No such file or directory";
+        assert_eq!(stderr.matches(reason).count(), 1, "{what}: the reason once: {stderr}");
+    }
+}
+
 #[test]
 fn run_without_plugins_explains_what_to_give() {
     let output = host(&["run"]);
