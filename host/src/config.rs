@@ -285,9 +285,11 @@ impl PipelineConfig {
 
     /// Reads a pipeline file; relative plugin and stations paths are taken from its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
-        let mut config: Self = toml::from_str(&text)
+        Self::parse(path, &read(path)?)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for plugin in &mut config.plugins {
@@ -300,8 +302,7 @@ impl PipelineConfig {
     /// The plugins of a file added to another pipeline: it may hold only `[[plugin]]` tables,
     /// since the broker, the runtime and the historian are the first file's.
     pub fn load_plugins_only(path: &Path) -> Result<Vec<PluginConfig>, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
+        let text = read(path)?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         if let Some(key) = table.keys().find(|key| *key != "plugin") {
@@ -312,7 +313,7 @@ impl PipelineConfig {
                 ),
             });
         }
-        Ok(Self::load(path)?.plugins)
+        Ok(Self::parse(path, &text)?.plugins)
     }
 
     /// Takes the broker credentials and URL from the environment where the file left them out.
@@ -476,6 +477,11 @@ impl PipelineConfig {
         done.insert(name.to_owned());
         None
     }
+}
+
+/// The text of a pipeline file, read once even when it is both checked and parsed.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })
 }
 
 #[cfg(test)]
