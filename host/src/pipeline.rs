@@ -38,7 +38,7 @@ use crate::sandbox::{
     ProcessorSupervisor, SensorModelSupervisor, World,
 };
 use crate::stations::{self, StationsError};
-use crate::topic;
+use crate::topic::{self, TopicFilters};
 
 /// How often the host logs and publishes its counters.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
@@ -129,10 +129,10 @@ enum Work {
 struct Consumer {
     name: String,
     /// The filters of its `plugin:NAME:FILTER` inputs; empty: every message.
-    filters: Vec<String>,
+    filters: TopicFilters,
     /// Its topic filters: a message they match reaches it through the broker already, so it is
     /// not handed over too (each message once per reader).
-    broker_filters: Vec<String>,
+    broker_filters: TopicFilters,
     queue: mpsc::Sender<Work>,
 }
 
@@ -140,8 +140,8 @@ impl Consumer {
     /// Whether a message on `topic` is handed over to this reader; `published`: whether it went
     /// to the broker, through which the reader's own topic filters may take it already.
     fn wants(&self, topic: &str, published: bool) -> bool {
-        let matches = |filters: &[String]| filters.iter().any(|f| rumqttc::matches(topic, f));
-        (self.filters.is_empty() || matches(&self.filters)) && !(published && matches(&self.broker_filters))
+        (self.filters.is_empty() || self.filters.matches(topic))
+            && !(published && self.broker_filters.matches(topic))
     }
 
     /// Waits for room in the queue: a slow reader slows its upstream down, nothing is dropped.
@@ -197,19 +197,19 @@ struct Publisher {
     /// The readers of this plugin's output in process (none for the shared publisher).
     downstream: Arc<Vec<Consumer>>,
     /// The plugin's `publish` filters; `None`: every message goes to the broker.
-    publish: Option<Arc<[String]>>,
+    publish: Option<Arc<TopicFilters>>,
 }
 
 impl Publisher {
     /// The publisher of one plugin's worker.
     fn for_plugin(&self, downstream: Vec<Consumer>, plugin: Option<&PluginConfig>) -> Self {
-        let publish = plugin.and_then(PluginConfig::publish_filters).map(Arc::from);
+        let publish = plugin.and_then(PluginConfig::publish_filters).map(|f| Arc::new(TopicFilters::new(f)));
         Self { downstream: Arc::new(downstream), publish, ..self.clone() }
     }
 
     /// Whether a message on `topic` goes to the broker (the plugin's `publish` filters).
     fn publishes(&self, topic: &str) -> bool {
-        self.publish.as_ref().is_none_or(|filters| filters.iter().any(|f| rumqttc::matches(topic, f)))
+        self.publish.as_ref().is_none_or(|filters| filters.matches(topic))
     }
 
     /// Queues a message for the output connection. A `try_publish` is a push on rumqttc's
@@ -439,7 +439,7 @@ impl RunningPipeline {
             pipeline.workers.push(ProcessorWorker { stage, queue: tx.clone(), thread });
             // A processor with only `plugin:` inputs subscribes to nothing.
             if !filters.is_empty() {
-                routes.push(Route { filters, queue: tx.clone() });
+                routes.push(Route { filters: TopicFilters::new(filters), queue: tx.clone() });
             }
             pipeline.processor_queues.push(tx);
         }
@@ -690,18 +690,17 @@ fn consumers_of(
         let name = plugin.name();
         let Some(queue) = queues.get(&name) else { continue };
         // `plugin:NAME` alone takes everything: as the filter `#` (topics never start with `$`).
-        let filters: Vec<String> = plugin
+        let filters: Vec<&str> = plugin
             .inputs
             .iter()
             .filter_map(|text| match InputSpec::parse(text) {
-                InputSpec::Plugin { name, filter } if name == upstream => {
-                    Some(filter.unwrap_or("#").to_owned())
-                }
+                InputSpec::Plugin { name, filter } if name == upstream => Some(filter.unwrap_or("#")),
                 _ => None,
             })
             .collect();
         if !filters.is_empty() {
-            let broker_filters = topic_filters(plugin, &config.mqtt.prefix);
+            let broker_filters = TopicFilters::new(topic_filters(plugin, &config.mqtt.prefix));
+            let filters = TopicFilters::new(filters);
             consumers.push(Consumer { name, filters, broker_filters, queue: queue.clone() });
         }
     }
@@ -728,7 +727,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 }
 
 struct Route {
-    filters: Vec<String>,
+    filters: TopicFilters,
     queue: mpsc::Sender<Work>,
 }
 
@@ -746,7 +745,7 @@ struct Input {
 
 impl Input {
     fn filters(&self) -> impl Iterator<Item = &String> {
-        self.routes.iter().flat_map(|r| &r.filters)
+        self.routes.iter().flat_map(|r| r.filters.iter())
     }
 
     fn subscribe_all(&self) {
@@ -772,7 +771,7 @@ impl Input {
         };
         self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
         // A copy for each processor that reads the topic but the last, which takes the reading.
-        let mut wanted = self.routes.iter().filter(|r| r.filters.iter().any(|f| rumqttc::matches(topic, f)));
+        let mut wanted = self.routes.iter().filter(|r| r.filters.matches(topic));
         let Some(mut current) = wanted.next() else { return };
         for next in wanted {
             let _ = current.queue.send(Work::Reading(reading.clone())).await;
