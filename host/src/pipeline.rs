@@ -753,6 +753,11 @@ impl Input {
     }
 
     async fn route(&self, topic: &str, bytes: &[u8]) {
+        // The host's own status and dead letters are not readings. A filter that takes them
+        // (`#`) made each refused payload a dead letter, refused in turn: an endless loop.
+        if topic::is_hosts_own(topic) {
+            return;
+        }
         let reading = match Payload::decode(bytes, self.max_payload) {
             Ok(reading) => reading,
             Err(error) => {

@@ -26,6 +26,11 @@ pub fn dead_letter(plugin: &str) -> String {
     format!("garonne/dead-letter/{}", level(plugin))
 }
 
+/// Whether `topic` is one of the host's own: a status or a dead letter, not a reading.
+pub fn is_hosts_own(topic: &str) -> bool {
+    topic.starts_with("garonne/status/") || topic.starts_with("garonne/dead-letter/")
+}
+
 /// The retained status topic of one host instance.
 pub fn status(instance: &str) -> String {
     format!("garonne/status/{}", level(instance))

@@ -193,6 +193,39 @@ async fn malformed_payloads_go_to_the_dead_letter_topic_and_processing_goes_on()
     running.stop().await;
 }
 
+/// Wide filters: `+/sensors/#` takes a topic that starts with a two-byte character, on which
+/// `rumqttc::matches` panicked and stopped the input; `garonne/dead-letter/#` takes the host's
+/// own dead letters, each of which was refused as a reading and made a new dead letter, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_filters_read_any_topic_and_not_the_hosts_own_messages() {
+    let mosquitto = Mosquitto::start();
+    let mut stats = rolling_stats(300);
+    stats.inputs = vec!["+/sensors/#".into(), "garonne/dead-letter/#".into()];
+    let running =
+        RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![stats])).await.expect("pipeline starts");
+    let mut client =
+        TestClient::connect(mosquitto.port, &["toulouse/stats/#", "garonne/dead-letter/#"]).await;
+    wait_until_processing(&mut client).await;
+    client.publish("été/sensors/temperature/s2", reading("s2", "temperature", 5.0, T0)).await;
+    client.publish("toulouse/sensors/temperature/s1", b"not json".to_vec()).await;
+    client.publish("toulouse/sensors/temperature/s1", reading("s1", "temperature", 7.0, T0)).await;
+    // More than the 3 expected, to see a dead letter made of a dead letter: this waits 5 s.
+    let seen = client
+        .collect_json(6, Duration::from_secs(5), |topic, json| {
+            topic.starts_with("garonne/dead-letter/") || json["sensor_id"] != "probe"
+        })
+        .await;
+    let value_of =
+        |sensor: &str| seen.iter().find(|(_, j)| j["sensor_id"] == sensor).map(|(_, j)| &j["value"]);
+    assert_eq!(value_of("s2"), Some(&Value::from(5.0)), "{seen:?}");
+    assert_eq!(value_of("s1"), Some(&Value::from(7.0)), "{seen:?}");
+    let letters: Vec<_> = seen.iter().filter(|(t, _)| t.starts_with("garonne/dead-letter/")).collect();
+    assert_eq!(letters.len(), 1, "one dead letter for the one bad payload: {seen:?}");
+    assert_eq!(letters[0].1["payload"], "not json");
+    assert_eq!(running.stats.decode_errors(), 1);
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensor_model_feeds_a_processor_end_to_end() {
     let mut model = PluginConfig::from_path(plugin("synthetic"));
