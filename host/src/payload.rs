@@ -9,10 +9,17 @@
 //! `ts` is RFC 3339 or milliseconds since the epoch on input, RFC 3339 in UTC with milliseconds
 //! on output. `unit`, `lat`/`lon`, `fields` and `tags` are optional. Unknown fields are ignored
 //! so that older hosts read newer messages.
+//!
+//! On input a message may also be a JSON array of such objects, a *pack*: a gateway that buffers
+//! its sensors' readings sends them in one message, as ThingsBoard's device API and SenML
+//! (RFC 8428) allow. The broker then relays one message where it relayed many, which is what
+//! bounds every stage on one machine (`BENCHMARKS.md`). Each reading of a pack is checked on its
+//! own: a bad one is refused with its place in the pack, and does not take the others with it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -50,6 +57,10 @@ pub enum PayloadError {
     BadTime(String),
     #[error("`lat` and `lon` must be given together, with lat in [-90, 90] and lon in [-180, 180]")]
     BadPosition,
+    #[error("an array of readings must hold at least one reading")]
+    EmptyPack,
+    #[error("reading {place} of the {count} in the array: {error}")]
+    InPack { place: usize, count: usize, error: Box<PayloadError> },
 }
 
 #[derive(Deserialize)]
@@ -161,12 +172,102 @@ fn out_of_range<E: serde::de::Error>(n: i128, expecting: &'static str) -> E {
     E::invalid_value(unexpected, &expecting)
 }
 
+/// The readings of one message: one, or the readings of a pack, each decoded or refused.
+#[derive(Debug)]
+pub enum Readings<'a> {
+    One(Payload),
+    Pack(Vec<&'a RawValue>),
+}
+
+impl<'a> Readings<'a> {
+    /// Decodes a message's payload: a reading, or a pack whose readings are decoded one by one by
+    /// [`Readings::into_iter`]. Fails as a whole only when the payload is too large, not JSON, or
+    /// a single reading that is refused.
+    pub fn decode(bytes: &'a [u8], max_size: usize) -> Result<Self, PayloadError> {
+        if bytes.len() > max_size {
+            return Err(PayloadError::TooLarge { size: bytes.len(), max: max_size });
+        }
+        // A reading is decoded straight into its fields, as before packs: the common case pays
+        // nothing for them.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+            return Payload::from_json(bytes).map(Readings::One);
+        }
+        let pack: Vec<&RawValue> =
+            serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+        if pack.is_empty() {
+            return Err(PayloadError::EmptyPack);
+        }
+        Ok(Readings::Pack(pack))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Readings::One(_) => 1,
+            Readings::Pack(pack) => pack.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A reading of a message, or why it was refused, with its own text when it came in a pack
+/// (what a dead letter keeps of it).
+pub struct PackedReading<'a> {
+    pub reading: Result<Payload, PayloadError>,
+    pub text: Option<&'a str>,
+}
+
+impl<'a> IntoIterator for Readings<'a> {
+    type Item = PackedReading<'a>;
+    type IntoIter = ReadingsIter<'a>;
+
+    fn into_iter(self) -> ReadingsIter<'a> {
+        match self {
+            Readings::One(payload) => ReadingsIter::One(Some(payload)),
+            Readings::Pack(pack) => {
+                ReadingsIter::Pack { count: pack.len(), pack: pack.into_iter().enumerate() }
+            }
+        }
+    }
+}
+
+/// The readings of a message in order; a pack's are decoded as they are taken.
+pub enum ReadingsIter<'a> {
+    One(Option<Payload>),
+    Pack { count: usize, pack: std::iter::Enumerate<std::vec::IntoIter<&'a RawValue>> },
+}
+
+impl<'a> Iterator for ReadingsIter<'a> {
+    type Item = PackedReading<'a>;
+
+    fn next(&mut self) -> Option<PackedReading<'a>> {
+        match self {
+            ReadingsIter::One(payload) => {
+                payload.take().map(|p| PackedReading { reading: Ok(p), text: None })
+            }
+            ReadingsIter::Pack { count, pack } => {
+                let (index, raw) = pack.next()?;
+                let reading = Payload::from_json(raw.get().as_bytes()).map_err(|error| {
+                    PayloadError::InPack { place: index + 1, count: *count, error: Box::new(error) }
+                });
+                Some(PackedReading { reading, text: Some(raw.get()) })
+            }
+        }
+    }
+}
+
 impl Payload {
-    /// Decodes and checks one payload.
+    /// Decodes and checks one payload that must be a single reading (not a pack).
     pub fn decode(bytes: &[u8], max_size: usize) -> Result<Self, PayloadError> {
         if bytes.len() > max_size {
             return Err(PayloadError::TooLarge { size: bytes.len(), max: max_size });
         }
+        Self::from_json(bytes)
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
         let wire: Wire = serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         let payload = Payload {
             sensor_id: match wire.sensor_id {
@@ -444,6 +545,49 @@ mod tests {
         }
         let huge = vec![b' '; DEFAULT_MAX_PAYLOAD + 1];
         assert!(matches!(Payload::decode(&huge, DEFAULT_MAX_PAYLOAD), Err(PayloadError::TooLarge { .. })));
+    }
+
+    fn unpack(text: &str) -> Vec<Result<Payload, PayloadError>> {
+        let readings = Readings::decode(text.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a message of readings");
+        readings.into_iter().map(|packed| packed.reading).collect()
+    }
+
+    #[test]
+    fn a_pack_gives_each_reading_or_why_it_was_refused() {
+        let one = r#"{"sensor_id":"a","kind":"t","value":1,"ts":0}"#;
+        let bad = r#"{"sensor_id":"","kind":"t","value":2,"ts":0}"#;
+        let three = r#"{"sensor_id":"c","kind":"t","value":3,"ts":"1970-01-01T00:00:00.003Z"}"#;
+        let got = unpack(&format!(" [{one},\n{bad}, {three}]"));
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().map(|p| p.value), Ok(1.0));
+        assert_eq!(got[2].as_ref().map(|p| p.time), Ok(3));
+        let error = got[1].as_ref().expect_err("an empty sensor_id").to_string();
+        assert_eq!(error, "reading 2 of the 3 in the array: `sensor_id` must not be empty");
+        // The text of each reading comes with it, for a dead letter.
+        let pack = format!("[{one},{bad}]");
+        let readings = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
+        let texts: Vec<_> = readings.into_iter().map(|packed| packed.text).collect();
+        assert_eq!(texts, [Some(one), Some(bad)]);
+    }
+
+    #[test]
+    fn a_single_reading_decodes_as_before() {
+        let got = unpack(r#"{"sensor_id":"a","kind":"t","value":1,"ts":0}"#);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(
+            Readings::decode(br#"{"sensor_id":"","kind":"t","value":1,"ts":0}"#, DEFAULT_MAX_PAYLOAD),
+            Err(PayloadError::Empty("sensor_id"))
+        ));
+    }
+
+    #[test]
+    fn a_pack_that_is_not_json_or_empty_or_too_large_is_refused_whole() {
+        let decode = |text: &str| Readings::decode(text.as_bytes(), 100).map(|r| r.len());
+        assert!(matches!(decode("[{\"sensor_id\": 1}"), Err(PayloadError::Invalid(_))));
+        assert_eq!(decode(" [ ] "), Err(PayloadError::EmptyPack));
+        assert!(matches!(decode(&format!("[{}]", " ".repeat(100))), Err(PayloadError::TooLarge { .. })));
+        // Elements that are not objects are refused one by one, like any bad reading.
+        assert!(unpack("[1, null]").iter().all(|r| matches!(r, Err(PayloadError::InPack { .. }))));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::clock::VirtualClock;
 use crate::config::{ConfigError, Input as InputSpec, PipelineConfig, PluginConfig};
 use crate::mqtt::{self, BrokerAddress, MqttError};
-use crate::payload::{self, Payload};
+use crate::payload::{self, PackedReading, Payload, PayloadError, Readings};
 use crate::sandbox::{
     CallError, DeadLetter, LoadError, LoadedPlugin, Message, Outcome, PluginEngine, PluginStats,
     ProcessorSupervisor, SensorModelSupervisor, World,
@@ -758,22 +758,33 @@ impl Input {
         if topic::is_hosts_own(topic) {
             return;
         }
-        let reading = match Payload::decode(bytes, self.max_payload) {
-            Ok(reading) => reading,
-            Err(error) => {
-                self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic, "payload refused: {error}");
-                let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
-                let body = json!({"topic": topic, "reason": error.to_string(), "payload": shown});
-                let _ = self.publisher.client.try_publish(
-                    topic::dead_letter("decoder"),
-                    QoS::AtLeastOnce,
-                    false,
-                    body.to_string(),
-                );
-                return;
-            }
+        let readings = match Readings::decode(bytes, self.max_payload) {
+            Ok(readings) => readings,
+            Err(error) => return self.refuse(topic, &error, bytes),
         };
+        for PackedReading { reading, text } in readings {
+            match reading {
+                Ok(reading) => self.deliver(topic, reading).await,
+                Err(error) => self.refuse(topic, &error, text.map_or(bytes, str::as_bytes)),
+            }
+        }
+    }
+
+    /// Counts a refused payload (or reading of a pack) and keeps it on the dead-letter topic.
+    fn refuse(&self, topic: &str, error: &PayloadError, bytes: &[u8]) {
+        self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(topic, "payload refused: {error}");
+        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
+        let body = json!({"topic": topic, "reason": error.to_string(), "payload": shown});
+        let _ = self.publisher.client.try_publish(
+            topic::dead_letter("decoder"),
+            QoS::AtLeastOnce,
+            false,
+            body.to_string(),
+        );
+    }
+
+    async fn deliver(&self, topic: &str, reading: Payload) {
         self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
         // A copy for each processor that reads the topic but the last, which takes the reading.
         let mut wanted = self.routes.iter().filter(|r| r.filters.matches(topic));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::clock::VirtualClock;
-use crate::payload::{self, Payload, PayloadError};
+use crate::payload::{self, Payload, PayloadError, Readings};
 use crate::sandbox::{DeadLetter, Limits, LoadedPlugin, Message, ProcessorSupervisor, SensorModelSupervisor};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,12 +100,19 @@ impl JsonLines {
 
 /// The readings of a JSON-lines file, decoded one by one as they are read. A replay holds a batch
 /// at a time, not the file: a recording of a day decoded whole took 320 MiB, and its page faults
-/// a quarter of the replay's CPU.
-pub struct ReadingFile(JsonLines);
+/// a quarter of the replay's CPU. A line may be a pack (a JSON array of readings), as a recording
+/// of a gateway's messages holds.
+pub struct ReadingFile {
+    lines: JsonLines,
+    /// The file's path, apart from `lines` so that errors can name it while a line is borrowed.
+    path: PathBuf,
+    /// The rest of the pack of the line read last.
+    pack: std::collections::VecDeque<Result<Payload, ReplayError>>,
+}
 
 impl ReadingFile {
     pub fn open(path: &Path) -> Result<Self, ReplayError> {
-        JsonLines::open(path).map(Self)
+        Ok(Self { lines: JsonLines::open(path)?, path: path.into(), pack: Default::default() })
     }
 }
 
@@ -113,13 +120,23 @@ impl Iterator for ReadingFile {
     type Item = Result<Payload, ReplayError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let lines = &mut self.0;
-        let (line, text) = match lines.next_line()? {
+        if let Some(reading) = self.pack.pop_front() {
+            return Some(reading);
+        }
+        let (line, text) = match self.lines.next_line()? {
             Ok(found) => found,
             Err(error) => return Some(Err(error)),
         };
-        let reading = Payload::decode(text, usize::MAX);
-        Some(reading.map_err(|error| ReplayError::BadReading { path: lines.path.clone(), line, error }))
+        let path = &self.path;
+        let bad = |error| ReplayError::BadReading { path: path.clone(), line, error };
+        match Readings::decode(text, usize::MAX) {
+            Ok(Readings::One(reading)) => Some(Ok(reading)),
+            Ok(pack) => {
+                self.pack = pack.into_iter().map(|packed| packed.reading.map_err(bad)).collect();
+                self.pack.pop_front()
+            }
+            Err(error) => Some(Err(bad(error))),
+        }
     }
 }
 
@@ -339,6 +356,19 @@ mod tests {
         assert!(matches!(file.next(), Some(Ok(_))));
         let error = file.next().expect("a result").expect_err("line 3 is bad").to_string();
         assert!(error.contains("line 3:"), "{error}");
+    }
+
+    #[test]
+    fn a_pack_on_a_line_gives_its_readings_in_order_and_names_its_bad_one() {
+        let reading =
+            |value: &str| format!(r#"{{"sensor_id":"s1","kind":"temperature","value":{value},"ts":0}}"#);
+        let text = format!("[{}, {}, {}]\n{}", reading("1"), reading("\"x\""), reading("3"), reading("4"));
+        let got: Vec<_> = reading_file("pack", text.as_bytes()).collect();
+        assert_eq!(got.len(), 4);
+        let values: Vec<f64> = got.iter().filter_map(|r| r.as_ref().ok()).map(|p| p.value).collect();
+        assert_eq!(values, [1.0, 3.0, 4.0]);
+        let error = got[1].as_ref().expect_err("the second reading is bad").to_string();
+        assert!(error.contains("line 1: reading 2 of the 3 in the array"), "{error}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use crate::config::MqttConfig;
 use crate::mqtt::{self, BrokerAddress};
-use crate::payload::Payload;
+use crate::payload::{PackedReading, Readings};
 use crate::topic;
 pub use config::{HistorianConfig, InfluxConfig};
 use in_flight::{Flights, InFlight};
@@ -326,40 +326,60 @@ impl Input {
         mqtt::subscribe_all(&self.client, &self.topics, QoS::AtLeastOnce);
     }
 
-    /// The points of a message: a reading, aggregate or alert, or a host's status.
-    fn points(&self, publish: &Publish) -> Result<Vec<String>, String> {
+    /// The points of a message (a reading or a pack of them, an aggregate, an alert, a host's
+    /// status), and what of it cannot be stored, with why.
+    fn points<'p>(&self, publish: &'p Publish) -> (Vec<String>, Vec<(String, &'p [u8])>) {
+        let whole = |error: String| (Vec::new(), vec![(error, &publish.payload[..])]);
         if publish.topic.starts_with("garonne/status/") {
-            let status: serde_json::Value =
-                serde_json::from_slice(&publish.payload).map_err(|e| format!("status is not JSON: {e}"))?;
-            let now = crate::clock::wall_clock_millis();
-            return Ok(line_protocol::status_lines(&publish.topic, &status, now).unwrap_or_default());
+            return match serde_json::from_slice::<serde_json::Value>(&publish.payload) {
+                Ok(status) => {
+                    let now = crate::clock::wall_clock_millis();
+                    (
+                        line_protocol::status_lines(&publish.topic, &status, now).unwrap_or_default(),
+                        Vec::new(),
+                    )
+                }
+                Err(e) => whole(format!("status is not JSON: {e}")),
+            };
         }
-        let payload = Payload::decode(&publish.payload, self.max_payload).map_err(|e| e.to_string())?;
-        Ok(vec![self.mapping.line(&publish.topic, &payload)])
+        let readings = match Readings::decode(&publish.payload, self.max_payload) {
+            Ok(readings) => readings,
+            Err(error) => return whole(error.to_string()),
+        };
+        let (mut lines, mut refused) = (Vec::with_capacity(readings.len()), Vec::new());
+        for PackedReading { reading, text } in readings {
+            match reading {
+                Ok(payload) => lines.push(self.mapping.line(&publish.topic, &payload)),
+                Err(error) => {
+                    refused.push((error.to_string(), text.map_or(&publish.payload[..], str::as_bytes)))
+                }
+            }
+        }
+        (lines, refused)
     }
 
     async fn take(&self, publish: Publish) {
-        match self.points(&publish) {
-            Ok(lines) => {
-                Metrics::add(&self.metrics.received, 1);
-                let connection = self.connection.load(Ordering::SeqCst);
-                let _ = self.queue.send(Item::Point(Pending { lines, publish, connection })).await;
-            }
-            Err(error) => {
-                Metrics::add(&self.metrics.dead_letters, 1);
-                tracing::warn!(topic = publish.topic, "message not stored: {error}");
-                let shown = String::from_utf8_lossy(&publish.payload[..publish.payload.len().min(1024)]);
-                let body = json!({"topic": publish.topic, "reason": error, "payload": shown});
-                let _ = self.client.try_publish(
-                    topic::dead_letter("historian"),
-                    QoS::AtLeastOnce,
-                    false,
-                    body.to_string(),
-                );
-                // Kept on the dead-letter topic: nothing more to wait for.
-                let _ = self.client.try_ack(&publish);
-            }
+        let (lines, refused) = self.points(&publish);
+        for (error, payload) in &refused {
+            Metrics::add(&self.metrics.dead_letters, 1);
+            tracing::warn!(topic = publish.topic, "message not stored: {error}");
+            let shown = String::from_utf8_lossy(&payload[..payload.len().min(1024)]);
+            let body = json!({"topic": publish.topic, "reason": error, "payload": shown});
+            let _ = self.client.try_publish(
+                topic::dead_letter("historian"),
+                QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            );
         }
+        if lines.is_empty() && !refused.is_empty() {
+            // Kept on the dead-letter topic: nothing more to wait for.
+            let _ = self.client.try_ack(&publish);
+            return;
+        }
+        Metrics::add(&self.metrics.received, 1);
+        let connection = self.connection.load(Ordering::SeqCst);
+        let _ = self.queue.send(Item::Point(Pending { lines, publish, connection })).await;
     }
 }
 

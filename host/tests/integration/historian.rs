@@ -136,6 +136,41 @@ async fn readings_round_trip_through_influxdb_1_6_value_by_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_of_readings_are_stored_reading_by_reading_and_a_bad_one_is_a_dead_letter() {
+    let mosquitto = Mosquitto::start();
+    let db = InfluxDb::start().await;
+    let historian =
+        Historian::start(config(Some(influx_v1(&db)), "packs"), &MqttConfig::default(), &broker(&mosquitto))
+            .await
+            .expect("historian starts");
+    let mut client = TestClient::connect(mosquitto.port, &["garonne/dead-letter/historian"]).await;
+    wait_until_probe_stored(&db, &mut client).await;
+    const N: u64 = 500;
+    let pack = |range: std::ops::Range<u64>| {
+        let readings: Vec<Value> = range.map(|i| reading(i).1).collect();
+        Value::from(readings).to_string()
+    };
+    for start in (0..N).step_by(25) {
+        client.publish("toulouse/sensors/gateway", pack(start..start + 25)).await;
+    }
+    let bad = json!({"sensor_id": "s", "kind": "temperature", "value": "warm", "ts": T0});
+    let (first, last) = (reading(N).1, reading(N + 1).1);
+    client.publish("toulouse/sensors/gateway", format!("[{first},{bad},{last}]")).await;
+
+    assert_eq!(db.wait_for_count("sensors", N + 3, WAIT).await, N + 3, "N + 2 readings and the probe");
+    let values = db.select("SELECT value FROM sensors WHERE kind = 'temperature'").await;
+    let mut stored: Vec<f64> = values.iter().filter_map(|row| row["value"].as_f64()).collect();
+    stored.sort_by(f64::total_cmp);
+    let sent: Vec<f64> = (0..N + 2).map(|i| i as f64 / 4.0).collect();
+    assert_eq!(stored, sent, "every reading of every pack, once");
+    let letters = client.collect_json(1, WAIT, |topic, _| topic == "garonne/dead-letter/historian").await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].1["payload"], bad.to_string(), "the dead letter keeps the bad reading itself");
+    let metrics = historian.stop().await;
+    assert_eq!((metrics.dead_letters, metrics.rejected), (1, 0), "{metrics:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_round_trip_through_victoria_metrics_with_the_v2_api() {
     let mosquitto = Mosquitto::start();
     let vm = VictoriaMetrics::start();

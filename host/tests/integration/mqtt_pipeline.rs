@@ -227,6 +227,40 @@ async fn wide_filters_read_any_topic_and_not_the_hosts_own_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_of_readings_in_one_message_is_processed_reading_by_reading() {
+    let mosquitto = Mosquitto::start();
+    let running = RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]))
+        .await
+        .expect("pipeline starts");
+    let mut client =
+        TestClient::connect(mosquitto.port, &["toulouse/stats/#", "garonne/dead-letter/#"]).await;
+    wait_until_processing(&mut client).await;
+    let bad = r#"{"sensor_id":"g2","kind":"temperature","value":"warm","ts":0}"#;
+    let pack = format!(
+        "[{},{bad},{}]",
+        reading("g1", "temperature", 4.0, T0),
+        reading("g3", "temperature", 6.0, T0)
+    );
+    client.publish("toulouse/sensors/temperature/gateway", pack).await;
+    let seen = client
+        .collect_json(3, Duration::from_secs(10), |topic, json| {
+            topic.starts_with("garonne/dead-letter/") || json["sensor_id"] != "probe"
+        })
+        .await;
+    let value_of =
+        |sensor: &str| seen.iter().find(|(_, j)| j["sensor_id"] == sensor).map(|(_, j)| &j["value"]);
+    assert_eq!(value_of("g1"), Some(&Value::from(4.0)), "{seen:?}");
+    assert_eq!(value_of("g3"), Some(&Value::from(6.0)), "{seen:?}");
+    let letters: Vec<_> = seen.iter().filter(|(t, _)| t.starts_with("garonne/dead-letter/")).collect();
+    assert_eq!(letters.len(), 1, "one dead letter for the one bad reading: {seen:?}");
+    assert_eq!(letters[0].1["payload"], bad, "the dead letter keeps the bad reading itself");
+    let reason = letters[0].1["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("reading 2 of the 3 in the array"), "{reason}");
+    assert_eq!(running.stats.decode_errors(), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensor_model_feeds_a_processor_end_to_end() {
     let mut model = PluginConfig::from_path(plugin("synthetic"));
     model.stations =
