@@ -7,6 +7,10 @@ Starts Mosquitto and InfluxDB on free loopback ports in a temp folder, then:
    written batches; one count in the database checks it), sampling the CPU time of the
    historian, Mosquitto and InfluxDB and the historian's peak memory from /proc.
 Prints one Markdown table row per stage and the ratio.
+
+`--pack=K` among the historian flags (taken out of them) publishes the readings in packs of K per
+message (a JSON array, as a gateway sends them) to the broker-alone and historian stages; direct
+ingest posts the same lines as always.
 """
 import datetime
 import json
@@ -176,7 +180,9 @@ def run_historian(host, mqtt_port, batch, sink_args, payloads, n, work, label, s
 
 def main():
     host, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    extra = sys.argv[4:]
+    packs = [a for a in sys.argv[4:] if a.startswith("--pack=")]
+    extra = [a for a in sys.argv[4:] if not a.startswith("--pack=")]
+    pack = int(packs[-1].split("=", 1)[1]) if packs else 1
     work = tempfile.mkdtemp(prefix="garonne-bench-")
     os.chmod(work, 0o777)
     mqtt_port, influx, servers = start_servers(work, inflight=10000, databases=("direct", "garonne"))
@@ -193,9 +199,13 @@ def main():
         assert count(influx, "direct") == n, "direct ingest lost points"
 
         # 2. The broker alone: the same messages to a plain QoS 1 subscriber (mosquitto_sub).
-        payloads = "\n".join(json.dumps(reading(i)) for i in range(n)) + "\n"
+        if pack == 1:
+            messages = [json.dumps(reading(i)) for i in range(n)]
+        else:
+            messages = [json.dumps([reading(i) for i in range(k, min(k + pack, n))]) for k in range(0, n, pack)]
+        payloads = "\n".join(messages) + "\n"
         subscriber = subprocess.Popen(
-            ["mosquitto_sub", "-p", str(mqtt_port), "-q", "1", "-t", "bench/#", "-C", str(n)],
+            ["mosquitto_sub", "-p", str(mqtt_port), "-q", "1", "-t", "bench/#", "-C", str(len(messages))],
             stdout=subprocess.DEVNULL)
         time.sleep(0.5)
         started = time.perf_counter()
@@ -228,7 +238,8 @@ def main():
         assert in_files == n, f"the historian wrote {in_files} of {n} lines to files"
 
         direct_rate, historian_rate = n / direct_s, n / historian_s
-        print(f"{n} points, batches of {batch}, historian flags: {' '.join(extra) or 'none'}")
+        print(f"{n} points, batches of {batch}, {pack} reading(s) per message ({len(messages)} messages), "
+              f"historian flags: {' '.join(extra) or 'none'}")
         print("| stage | points/s | historian CPU | historian peak memory |")
         print("|---|---|---|---|")
         print(f"| InfluxDB direct ingest (/write, same lines) | {direct_rate:,.0f} | | |")

@@ -271,6 +271,7 @@ fn bench_smoke(host: &Path, totals: &mut Totals) -> Result<(), String> {
     };
     totals.check(python("bench/startup.py").arg(&plugin).arg("1"))?;
     totals.check(python("bench/historian.py").args(["5000", "1000"]))?;
+    totals.check(python("bench/historian.py").args(["5000", "1000", "--pack=50"]))?;
     totals.check(python("bench/chain.py").args(["--fleet", "1", "--hours", "1", "--chain", "process"]))?;
     // The Python baseline needs paho-mqtt and shapely, in the virtual environment of bench/load.
     let in_venv = |script: &str| {

@@ -31,7 +31,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::MqttConfig;
@@ -125,6 +125,16 @@ struct Pending {
     /// The connection it arrived on: an acknowledgement on a later connection would name a
     /// packet id the broker may have given to another message since.
     connection: u64,
+    /// Its share of the points the historian may hold, given back when it is acknowledged.
+    _held: OwnedSemaphorePermit,
+}
+
+impl Pending {
+    /// What it counts for in a batch: its points, and at least one, so that a batch of status
+    /// messages that give no point is bounded too.
+    fn weight(&self) -> usize {
+        self.lines.len().max(1)
+    }
 }
 
 enum Item {
@@ -168,6 +178,10 @@ impl Historian {
         let connection = Arc::new(AtomicU64::new(0));
         let (shutdown, _) = watch::channel(false);
         let (tx, rx) = mpsc::channel(config.batch_size.saturating_mul(2));
+        // Points rather than messages bound what is held: a pack of 50 readings is one message,
+        // and 10,000 queued packs held 120 MiB in the bench. Three batches: two writes in
+        // flight and one filling.
+        let held_points = config.batch_size.saturating_mul(3).clamp(1, Semaphore::MAX_PERMITS);
         let status_topic = topic::status(&config.client_id);
 
         let input = Input {
@@ -178,6 +192,8 @@ impl Historian {
             metrics: metrics.clone(),
             connection: connection.clone(),
             queue: tx,
+            held: Arc::new(Semaphore::new(held_points)),
+            held_points,
             status_topic: status_topic.clone(),
         };
         let writer = Writer {
@@ -186,9 +202,11 @@ impl Historian {
             metrics: metrics.clone(),
             client: client.clone(),
             connection,
-            batch_size: config.batch_size,
-            linger: Duration::from_millis(config.linger_ms),
-            idle_flush: (config.idle_flush_ms > 0).then(|| Duration::from_millis(config.idle_flush_ms)),
+            batching: Batching {
+                size: config.batch_size,
+                linger: Duration::from_millis(config.linger_ms),
+                idle_flush: (config.idle_flush_ms > 0).then(|| Duration::from_millis(config.idle_flush_ms)),
+            },
             replay_pause: Duration::from_secs(1),
             next_replay: Instant::now(),
         };
@@ -278,6 +296,9 @@ struct Input {
     metrics: Arc<Metrics>,
     connection: Arc<AtomicU64>,
     queue: mpsc::Sender<Item>,
+    /// The points held between the broker and the database, and how many may be.
+    held: Arc<Semaphore>,
+    held_points: usize,
     status_topic: String,
 }
 
@@ -379,7 +400,11 @@ impl Input {
         }
         Metrics::add(&self.metrics.received, 1);
         let connection = self.connection.load(Ordering::SeqCst);
-        let _ = self.queue.send(Item::Point(Pending { lines, publish, connection })).await;
+        // Waits while the writer holds as many points as allowed; a message larger than that
+        // takes them all. The semaphore is never closed.
+        let share = u32::try_from(lines.len().min(self.held_points)).unwrap_or(u32::MAX);
+        let Ok(_held) = self.held.clone().acquire_many_owned(share).await else { return };
+        let _ = self.queue.send(Item::Point(Pending { lines, publish, connection, _held })).await;
     }
 }
 
@@ -389,9 +414,7 @@ struct Writer {
     metrics: Arc<Metrics>,
     client: AsyncClient,
     connection: Arc<AtomicU64>,
-    batch_size: usize,
-    linger: Duration,
-    idle_flush: Option<Duration>,
+    batching: Batching,
     replay_pause: Duration,
     next_replay: Instant,
 }
@@ -399,7 +422,7 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Item>) {
         self.count_spool();
-        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut batch = Vec::new();
         let mut flights = Flights::default();
         loop {
             // The spool holds older points than any write under way: it waits for them (in
@@ -420,7 +443,7 @@ impl Writer {
             let mut stop = true;
             if let Some(Item::Point(pending)) = first {
                 batch.push(pending);
-                stop = self.fill(&mut batch, &mut queue).await;
+                stop = self.batching.fill(&mut batch, &mut queue).await;
             }
             if !batch.is_empty() {
                 self.send(std::mem::take(&mut batch), &mut flights).await;
@@ -465,24 +488,6 @@ impl Writer {
             return self.acknowledge(flight.batch).await;
         }
         self.deliver_lines(flight.batch, &flight.lines).await;
-    }
-
-    /// Adds points until the batch is full, lingered long enough, or the input paused; returns
-    /// whether the stop came.
-    async fn fill(&self, batch: &mut Vec<Pending>, queue: &mut mpsc::Receiver<Item>) -> bool {
-        let deadline = Instant::now() + self.linger;
-        while batch.len() < self.batch_size {
-            let item = tokio::select! {
-                item = queue.recv() => item,
-                _ = tokio::time::sleep_until(deadline) => return false,
-                _ = idle(self.idle_flush) => return false,
-            };
-            match item {
-                Some(Item::Point(pending)) => batch.push(pending),
-                Some(Item::Stop) | None => return true,
-            }
-        }
-        false
     }
 
     /// Writes a batch (or spools it), then acknowledges its messages.
@@ -628,6 +633,38 @@ impl Writer {
     }
 }
 
+/// When a batch is full: `size` points (not messages: a pack of readings is one message), or
+/// `linger` after its first point, or `idle_flush` without a new point.
+struct Batching {
+    size: usize,
+    linger: Duration,
+    idle_flush: Option<Duration>,
+}
+
+impl Batching {
+    /// Adds points until the batch is full, lingered long enough, or the input paused; returns
+    /// whether the stop came.
+    async fn fill(&self, batch: &mut Vec<Pending>, queue: &mut mpsc::Receiver<Item>) -> bool {
+        let deadline = Instant::now() + self.linger;
+        let mut points: usize = batch.iter().map(Pending::weight).sum();
+        while points < self.size {
+            let item = tokio::select! {
+                item = queue.recv() => item,
+                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = idle(self.idle_flush) => return false,
+            };
+            match item {
+                Some(Item::Point(pending)) => {
+                    points += pending.weight();
+                    batch.push(pending);
+                }
+                Some(Item::Stop) | None => return true,
+            }
+        }
+        false
+    }
+}
+
 /// Resolves after `pause`, or never.
 async fn idle(pause: Option<Duration>) {
     match pause {
@@ -644,5 +681,47 @@ async fn report(metrics: Arc<Metrics>, client: AsyncClient, topic: String) {
         let status = metrics.snapshot_json();
         tracing::info!("historian: {status}");
         let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, status.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(points: usize, held: &Arc<Semaphore>) -> Item {
+        let lines = (0..points).map(|i| format!("sensors value={i} {i}")).collect();
+        let publish = Publish::new("toulouse/sensors/gateway", QoS::AtLeastOnce, "[]");
+        let share = u32::try_from(points).unwrap_or(u32::MAX);
+        let _held = held.clone().try_acquire_many_owned(share).expect("points to hold");
+        Item::Point(Pending { lines, publish, connection: 1, _held })
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_full_at_its_size_in_points_not_in_messages() {
+        let held = Arc::new(Semaphore::new(1_000));
+        let (tx, mut rx) = mpsc::channel(10);
+        for _ in 0..3 {
+            tx.send(pending(100, &held)).await.expect("queued");
+        }
+        let batching = Batching { size: 150, linger: Duration::from_secs(2), idle_flush: None };
+        let mut batch = Vec::new();
+        assert!(!batching.fill(&mut batch, &mut rx).await, "no stop");
+        assert_eq!(batch.len(), 2, "two packs of 100 points fill a batch of 150");
+        assert_eq!(held.available_permits(), 700);
+        drop(batch);
+        assert_eq!(held.available_permits(), 900, "acknowledged points are given back");
+        // A status message gives no point, and still counts for one.
+        for _ in 0..5 {
+            tx.send(pending(0, &held)).await.expect("queued");
+        }
+        let batching = Batching { size: 4, ..batching };
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        batching.fill(&mut first, &mut rx).await;
+        batching.fill(&mut second, &mut rx).await;
+        assert_eq!(
+            (first.len(), second.len()),
+            (1, 4),
+            "the pack of 100 left over, then four status messages"
+        );
     }
 }
