@@ -593,7 +593,13 @@ function onMessage(topic, payload) {
   const parts = topic.slice(state.prefix.length + 1).split('/');
   switch (parts[0]) {
     case 'sensors':
-      onReading(parts[1], parts.slice(2).join('/'), p);
+      // A pack (a JSON array of readings, as a gateway sends them): each reading names its own
+      // sensor and kind; the topic is the gateway's.
+      if (Array.isArray(p)) {
+        for (const reading of p) if (reading && typeof reading === 'object') onReading('', '', reading);
+      } else {
+        onReading(parts[1], parts.slice(2).join('/'), p);
+      }
       break;
     case 'quartiers':
       onQuartier(parts[1], parts[2], p);

@@ -476,6 +476,21 @@ async function main() {
       return 'list empty, highlight gone';
     });
 
+    await check('a pack of readings (a JSON array) puts each of its stations on the map', async () => {
+      const ts = new Date().toISOString();
+      pub(`${PREFIX}/sensors/gateway/g1`, [
+        { sensor_id: 'pack-a', kind: 'temperature', value: 11.5, unit: '°C', ts, lat: 43.61, lon: 1.43 },
+        { sensor_id: 'pack-b', kind: 'temperature', value: 12.5, unit: '°C', ts, lat: 43.59, lon: 1.46 },
+      ]);
+      for (const id of ['pack-a', 'pack-b']) {
+        await page.locator(`path.station[data-station="${id}"]`).waitFor({ state: 'attached', timeout: T_UI });
+      }
+      const values = await page.evaluate(() =>
+        ['pack-a', 'pack-b'].map((id) => window.garonne.state.stations.get(id)?.latest.get('temperature')?.value));
+      if (values.join(' ') !== '11.5 12.5') throw new Error(`latest values: ${values}`);
+      return `two stations from one message, ${values.join(' and ')} °C`;
+    });
+
     await check('the page cannot publish (read-only WebSocket listener)', async () => {
       const topic = `${PREFIX}/sensors/temperature/fake`;
       const outcome = await page.evaluate(
