@@ -397,6 +397,7 @@ for_s.no2 = 3600
         """Sends rate * step_s readings at `rate` and checks what came out."""
         args = self.args
         n = int(round(rate * args.step_s))
+        n = -(-n // args.pack) * args.pack  # whole packs, as the publisher sends them
         first = self.next_i
         self.next_i += n + 1_000_000  # a gap: a straggler of one step cannot count in the next
         tag = f"{mode}-q{qos}-{int(rate)}"
@@ -448,6 +449,7 @@ for_s.no2 = 3600
         flush = ["--flush-ts", str(self.base_ts + (first + n - 1) * self.step_ms + FLUSH_AHEAD_MS)] if mode == "host" else []
         pub = subprocess.Popen([PY, os.path.join(HERE, "mqttload.py"), "pub", *common, "--stations", args.stations,
                                 "--fleet", str(args.fleet), "--rate", str(rate), "--duration", str(args.step_s),
+                                "--pack", str(args.pack),
                                 "--log", log_file, *flush], stdout=subprocess.PIPE, text=True)
         try:
             # The publisher builds its packets first, then says `start`.
@@ -767,8 +769,10 @@ def markdown(report, args):
                f"`max_queued_messages {broker['max_queued_messages']}`, `max_queued_bytes 0`, no persistence.  ")
     packet = next((s["packet_bytes"] for r in res.values() for s in r["steps"]), 0)
     out.append(f"Readings: {report['sensors']:,} sensors (the 77 weather stations of `data/stations/meteo.json` × "
-               f"fleet {report['fleet']}, 6 kinds per ISS station, 2 per TH), JSON of ~{packet:.0f} B per "
-               f"PUBLISH packet; event time {report['step_ms']} ms apart (each sensor every "
+               f"fleet {report['fleet']}, 6 kinds per ISS station, 2 per TH), "
+               + (f"in packs of {args.pack} per message (a JSON array, on the topics of 100 gateways), "
+                  if args.pack > 1 else "")
+               + f"JSON of ~{packet:.0f} B per PUBLISH packet; event time {report['step_ms']} ms apart (each sensor every "
                f"{report['step_ms'] * report['sensors'] / 1000:.0f} s of event time). Steps of {args.step_s:g} s; a "
                f"step passes with zero loss, no duplicate, the publisher on rate and p99 latency (Python: drain "
                f"time) under {args.lag_ms:g} ms.\n")
@@ -940,6 +944,9 @@ def main():
     parser.add_argument("--stations", default=os.path.join(ROOT, "data/stations/meteo.json"))
     parser.add_argument("--fleet", type=int, default=10, help="copies of each station (default 10: 3,980 sensors)")
     parser.add_argument("--interval-s", type=float, default=300, help="event time between two readings of a sensor")
+    parser.add_argument("--pack", type=int, default=1,
+                        help="readings per MQTT message (default 1; more: a JSON array, as a gateway sends them, "
+                             "on the topics of 100 gateways); rates stay in readings per second")
     parser.add_argument("--quick", action="store_true", help="a short run of about two minutes")
     parser.add_argument("--smoke", action="store_true",
                         help="checks that every stage works, not how fast (cargo xtask test runs it): one "

@@ -52,6 +52,8 @@ GOLDEN_ANGLE = 2.399_963_229_728_653
 # N apart, get the same value only if N is a multiple of 10007 (checked), so quality_filter never
 # sees a frozen sensor.
 VALUE_MUL, VALUE_MOD = 7919, 10007
+# Packs of readings (--pack) travel on the topics of this many gateways.
+GATEWAYS = 100
 
 
 def fleet_sensors(stations_path, fleet):
@@ -145,12 +147,20 @@ class Fleet:
             self.kinds.append((base, span / VALUE_MOD))
         self.header = 0x32 if qos else 0x30
 
-    def packet(self, i, packet_id=0):
+    def payload(self, i):
         s = i % self.n
         base, scale = self.kinds[s]
-        payload = self.prefixes[s] + b'"value":%.3f,"ts":%d}' % (
+        return self.prefixes[s] + b'"value":%.3f,"ts":%d}' % (
             base + scale * ((i * VALUE_MUL) % VALUE_MOD), self.base_ts + i * self.step_ms)
-        topic = self.topics[s]
+
+    def packet(self, i, packet_id=0, pack=1):
+        """Reading `i` alone on its sensor's topic, or readings i .. i + pack - 1 as a pack (a JSON
+        array) on a gateway's topic, as a gateway sends what it buffered."""
+        if pack == 1:
+            payload, topic = self.payload(i), self.topics[i % self.n]
+        else:
+            payload = b"[" + b",".join(self.payload(i + k) for k in range(pack)) + b"]"
+            topic = mqtt_str(f"toulouse/sensors/gateway/g{(i // pack) % GATEWAYS}")
         if self.qos:
             topic = topic + packet_id.to_bytes(2, "big")
         size = len(topic) + len(payload)
@@ -161,11 +171,15 @@ def run_pub(args):
     fleet = Fleet(args.stations, args.fleet, args.base_ts, args.step_ms, args.qos)
     sock = connect(args.port, f"bench-pub-{os.getpid()}")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-    total = int(round(args.rate * args.duration))
+    pack = args.pack
+    # In readings, a whole number of packs; the rate and the log are in readings, the rest in
+    # messages.
+    readings = -(-int(round(args.rate * args.duration)) // pack) * pack
+    total = readings // pack
     # Every packet is built before the clock starts: sending is then a slice of one buffer, and
     # the publisher's own CPU stays out of the way of the broker and the process under test.
     packet, first = fleet.packet, args.first
-    packets = [packet(first + k, k % 65535 + 1) for k in range(total)]
+    packets = [packet(first + k * pack, k % 65535 + 1, pack) for k in range(total)]
     offsets = array("q", itertools.accumulate(map(len, packets), initial=0))
     blob = memoryview(b"".join(packets))
     packet_bytes = len(blob) / max(1, total)
@@ -173,8 +187,9 @@ def run_pub(args):
     log = array("q")
     sent = acked = 0
     pending = b""
-    rate_ns = args.rate / 1e9
-    max_batch = max(1, int(args.rate * 0.005))  # at most 5 ms of readings per write
+    rate = args.rate / pack  # messages per second
+    rate_ns = rate / 1e9
+    max_batch = max(1, int(rate * 0.005))  # at most 5 ms of messages per write
     print("start", flush=True)
     cpu0 = time.process_time()
     t0 = time.monotonic_ns()
@@ -194,7 +209,7 @@ def run_pub(args):
         now = time.monotonic_ns()
         due = min(total, int((now - t0) * rate_ns) + 1)
         if due <= sent:
-            time.sleep(min(0.001, (sent + 1 - (now - t0) * rate_ns) / args.rate))
+            time.sleep(min(0.001, (sent + 1 - (now - t0) * rate_ns) / rate))
             if args.qos:
                 read_acks(False)
             continue
@@ -206,7 +221,7 @@ def run_pub(args):
                 read_acks(True)
                 continue
             count = min(count, room)
-        log.append(sent)
+        log.append(sent * pack)
         log.append(time.monotonic_ns())
         sock.sendall(blob[offsets[sent]:offsets[sent + count]])
         sent += count
@@ -227,9 +242,9 @@ def run_pub(args):
     with open(args.log, "wb") as f:
         log.tofile(f)
     elapsed = (t_end - t0) / 1e9
-    print(json.dumps({"sent": sent, "acked": acked if args.qos else None, "elapsed_s": elapsed,
-                      "rate": sent / elapsed if elapsed else 0.0, "t0_ns": t0, "t_end_ns": t_end,
-                      "packet_bytes": packet_bytes, "cpu_s": cpu}), flush=True)
+    print(json.dumps({"sent": sent * pack, "acked": acked * pack if args.qos else None, "elapsed_s": elapsed,
+                      "rate": sent * pack / elapsed if elapsed else 0.0, "t0_ns": t0, "t_end_ns": t_end,
+                      "packet_bytes": packet_bytes, "messages": sent, "cpu_s": cpu}), flush=True)
 
 
 class TsDecoder:
@@ -240,10 +255,15 @@ class TsDecoder:
         self.minutes = {}
 
     def index(self, buf, start, end):
+        """The index of the first reading from `start` on, or None if it is off the grid, and where
+        to look for the next; None if there is none (a pack holds several)."""
         p = buf.find(b'"ts":', start, end)
         if p < 0:
             return None
         p += 5
+        return self.index_at(buf, p), p
+
+    def index_at(self, buf, p):
         if buf[p] == 0x22:  # "YYYY-MM-DDTHH:MM:SS.mmmZ"
             text = bytes(buf[p + 1:p + 25])
             minute = self.minutes.get(text[:16])
@@ -325,20 +345,26 @@ def run_sub(args):
                         body += 2
                     for prefix in decode:
                         if buf.startswith(prefix, topic_start, topic_end):
-                            i = decoder.index(buf, body, end)
-                            if i is None:
+                            hit = decoder.index(buf, body, end)
+                            if hit is None:
                                 undecodable += 1
-                            else:
-                                r = i - first
-                                if 0 <= r < n:
-                                    if seen[r]:
-                                        dup += 1
-                                    else:
-                                        seen[r] = 1
-                                        recv_ns[r] = now
-                                        got += 1
+                            # Every reading of the message: one, or those of a pack.
+                            while hit is not None:
+                                i, at = hit
+                                if i is None:
+                                    undecodable += 1
                                 else:
-                                    foreign += 1
+                                    r = i - first
+                                    if 0 <= r < n:
+                                        if seen[r]:
+                                            dup += 1
+                                        else:
+                                            seen[r] = 1
+                                            recv_ns[r] = now
+                                            got += 1
+                                    else:
+                                        foreign += 1
+                                hit = decoder.index(buf, at, end)
                             break
                     else:
                         topic = bytes(buf[topic_start:topic_end])
@@ -392,7 +418,8 @@ def main():
     pub = roles.add_parser("pub", parents=[common])
     pub.add_argument("--stations", default=os.path.join(ROOT, "data/stations/meteo.json"))
     pub.add_argument("--fleet", type=int, default=10)
-    pub.add_argument("--rate", type=float, required=True, help="messages per second")
+    pub.add_argument("--rate", type=float, required=True, help="readings per second")
+    pub.add_argument("--pack", type=int, default=1, help="readings per message (a JSON array when more than 1)")
     pub.add_argument("--duration", type=float, required=True, help="seconds")
     pub.add_argument("--window", type=int, default=1000, help="QoS 1: PUBLISHes awaiting their PUBACK")
     pub.add_argument("--flush-ts", type=int, help="then one more reading at this event time (closes windows)")

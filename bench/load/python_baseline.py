@@ -87,49 +87,56 @@ class AvgQuartier:
 
     def on_message(self, client, userdata, message):
         try:
-            reading = json.loads(message.payload)
-            sensor_id = str(reading["sensor_id"])
-            kind = reading["kind"]
-            value = float(reading["value"])
-            ts = parse_ts(reading["ts"])
-            lat, lon = reading.get("lat"), reading.get("lon")
-        except (ValueError, KeyError, TypeError):
+            decoded = json.loads(message.payload)
+        except ValueError:
             self.errors += 1
             return
+        # A pack (a JSON array of readings, as a gateway sends them) is taken reading by reading,
+        # under one lock; a bad reading is counted and does not take the others with it.
+        readings = []
+        for reading in decoded if isinstance(decoded, list) else (decoded,):
+            try:
+                readings.append((str(reading["sensor_id"]), reading["kind"], float(reading["value"]),
+                                 parse_ts(reading["ts"]), reading.get("lat"), reading.get("lon"), reading))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.errors += 1
+        if not readings:
+            return
         with self.lock:
-            key = (sensor_id, kind)
-            placement = self.placements.get(key)
-            if placement is None or placement[0] != lat or placement[1] != lon:
-                quartier = self.quartiers.locate(lat, lon) if lat is not None and lon is not None else None
-                placement = (lat, lon, quartier)
-                self.placements[key] = placement
-                self.units.setdefault(kind, reading.get("unit", ""))
-            group = (placement[2], kind)
-            start = ts - ts % self.window_ms
-            if self.closed_until is not None and start + self.window_ms <= self.closed_until:
-                self.late[group] = self.late.get(group, 0) + 1
-                self.late_total += 1
-            else:
-                if self.newest is None or ts > self.newest:
-                    self.newest = ts
-                windows = self.open.get(start)
-                if windows is None:
-                    windows = self.open[start] = {}
-                    if self.next_close is None or start + self.window_ms + self.lateness_ms < self.next_close:
-                        self.next_close = start + self.window_ms + self.lateness_ms
-                aggregate = windows.get(group)
-                if aggregate is None:
-                    windows[group] = [1, value, value, value]
+            for sensor_id, kind, value, ts, lat, lon, reading in readings:
+                key = (sensor_id, kind)
+                placement = self.placements.get(key)
+                if placement is None or placement[0] != lat or placement[1] != lon:
+                    quartier = self.quartiers.locate(lat, lon) if lat is not None and lon is not None else None
+                    placement = (lat, lon, quartier)
+                    self.placements[key] = placement
+                    self.units.setdefault(kind, reading.get("unit", ""))
+                group = (placement[2], kind)
+                start = ts - ts % self.window_ms
+                if self.closed_until is not None and start + self.window_ms <= self.closed_until:
+                    self.late[group] = self.late.get(group, 0) + 1
+                    self.late_total += 1
                 else:
-                    aggregate[0] += 1
-                    aggregate[1] += value
-                    if value < aggregate[2]:
-                        aggregate[2] = value
-                    if value > aggregate[3]:
-                        aggregate[3] = value
-                if self.next_close is not None and self.newest >= self.next_close:
-                    self.advance(None)
-            self.processed += 1
+                    if self.newest is None or ts > self.newest:
+                        self.newest = ts
+                    windows = self.open.get(start)
+                    if windows is None:
+                        windows = self.open[start] = {}
+                        if self.next_close is None or start + self.window_ms + self.lateness_ms < self.next_close:
+                            self.next_close = start + self.window_ms + self.lateness_ms
+                    aggregate = windows.get(group)
+                    if aggregate is None:
+                        windows[group] = [1, value, value, value]
+                    else:
+                        aggregate[0] += 1
+                        aggregate[1] += value
+                        if value < aggregate[2]:
+                            aggregate[2] = value
+                        if value > aggregate[3]:
+                            aggregate[3] = value
+                    if self.next_close is not None and self.newest >= self.next_close:
+                        self.advance(None)
+                self.processed += 1
 
     def advance(self, now_ms):
         """Closes the windows the watermark passed; the caller holds the lock."""

@@ -285,7 +285,8 @@ fn bench_smoke(host: &Path, totals: &mut Totals) -> Result<(), String> {
         command
     };
     totals.check(in_venv("bench/offline.py").args([&host, "1"]))?;
-    totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--host", &host]))
+    totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--host", &host]))?;
+    totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--pack", "10", "--host", &host]))
 }
 
 /// `cargo xtask bench-smoke`: the last part of `cargo xtask test` alone.
