@@ -340,11 +340,13 @@ class Bench:
         in_process = plugins in ("chain", "internal")
         avg_input = ("toulouse/sensors/#" if avg_only else
                      "plugin:quality_filter:toulouse/clean/#" if in_process else "toulouse/clean/#")
+        capacity = self.args.queue_capacity
+        runtime = f"\n[runtime]\nqueue_capacity = {capacity}\n" if capacity else ""
         text = f"""# Written by bench/load/driver.py
 [mqtt]
 client_id = "garonne-bench"
 qos = {qos}
-
+{runtime}
 [[plugin]]
 path = "{wasm('quality_filter')}"
 inputs = ["{'toulouse/probe/#' if avg_only else 'toulouse/sensors/#'}"]
@@ -944,6 +946,8 @@ def main():
     parser.add_argument("--stations", default=os.path.join(ROOT, "data/stations/meteo.json"))
     parser.add_argument("--fleet", type=int, default=10, help="copies of each station (default 10: 3,980 sensors)")
     parser.add_argument("--interval-s", type=float, default=300, help="event time between two readings of a sensor")
+    parser.add_argument("--queue-capacity", type=int,
+                        help="the host's runtime.queue_capacity (default: the host's own, 10,000 readings)")
     parser.add_argument("--pack", type=int, default=1,
                         help="readings per MQTT message (default 1; more: a JSON array, as a gateway sends them, "
                              "on the topics of 100 gateways); rates stay in readings per second")
