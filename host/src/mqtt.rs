@@ -122,6 +122,14 @@ pub fn subscribe_all<'a>(client: &AsyncClient, filters: impl IntoIterator<Item =
     }
 }
 
+/// Keeps what `source` could not take on `garonne/dead-letter/{source}`: the topic it came on,
+/// why, and the first KiB of it, as text.
+pub fn publish_dead_letter(client: &AsyncClient, source: &str, topic: &str, reason: &str, payload: &[u8]) {
+    let shown = String::from_utf8_lossy(&payload[..payload.len().min(1024)]);
+    let body = serde_json::json!({"topic": topic, "reason": reason, "payload": shown});
+    let _ = client.try_publish(crate::topic::dead_letter(source), QoS::AtLeastOnce, false, body.to_string());
+}
+
 /// Logs the filters of [`subscribe_all`] that `suback` refused, saying what that costs; the
 /// broker refuses a filter its access list (`acl_file`) denies, or one it finds malformed.
 pub fn report_refused<'a>(filters: impl IntoIterator<Item = &'a String>, suback: &SubAck, cost: &str) {

@@ -774,14 +774,7 @@ impl Input {
     fn refuse(&self, topic: &str, error: &PayloadError, bytes: &[u8]) {
         self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(topic, "payload refused: {error}");
-        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
-        let body = json!({"topic": topic, "reason": error.to_string(), "payload": shown});
-        let _ = self.publisher.client.try_publish(
-            topic::dead_letter("decoder"),
-            QoS::AtLeastOnce,
-            false,
-            body.to_string(),
-        );
+        mqtt::publish_dead_letter(&self.publisher.client, "decoder", topic, &error.to_string(), bytes);
     }
 
     async fn deliver(&self, topic: &str, reading: Payload) {

@@ -384,14 +384,7 @@ impl Input {
         for (error, payload) in &refused {
             Metrics::add(&self.metrics.dead_letters, 1);
             tracing::warn!(topic = publish.topic, "message not stored: {error}");
-            let shown = String::from_utf8_lossy(&payload[..payload.len().min(1024)]);
-            let body = json!({"topic": publish.topic, "reason": error, "payload": shown});
-            let _ = self.client.try_publish(
-                topic::dead_letter("historian"),
-                QoS::AtLeastOnce,
-                false,
-                body.to_string(),
-            );
+            mqtt::publish_dead_letter(&self.client, "historian", &publish.topic, error, payload);
         }
         if lines.is_empty() && !refused.is_empty() {
             // Kept on the dead-letter topic: nothing more to wait for.

@@ -193,6 +193,24 @@ async fn malformed_payloads_go_to_the_dead_letter_topic_and_processing_goes_on()
     running.stop().await;
 }
 
+/// Up to `n` messages of the client's subscriptions within `wait`, the probes aside.
+async fn outputs_and_dead_letters(client: &mut TestClient, n: usize, wait: Duration) -> Vec<(String, Value)> {
+    client
+        .collect_json(n, wait, |topic, json| {
+            topic.starts_with("garonne/dead-letter/") || json["sensor_id"] != "probe"
+        })
+        .await
+}
+
+/// The value of the first message about `sensor`.
+fn value_of<'a>(seen: &'a [(String, Value)], sensor: &str) -> Option<&'a Value> {
+    seen.iter().find(|(_, j)| j["sensor_id"] == sensor).map(|(_, j)| &j["value"])
+}
+
+fn dead_letters(seen: &[(String, Value)]) -> Vec<&(String, Value)> {
+    seen.iter().filter(|(t, _)| t.starts_with("garonne/dead-letter/")).collect()
+}
+
 /// Wide filters: `+/sensors/#` takes a topic that starts with a two-byte character, on which
 /// `rumqttc::matches` panicked and stopped the input; `garonne/dead-letter/#` takes the host's
 /// own dead letters, each of which was refused as a reading and made a new dead letter, forever.
@@ -210,16 +228,10 @@ async fn wide_filters_read_any_topic_and_not_the_hosts_own_messages() {
     client.publish("toulouse/sensors/temperature/s1", b"not json".to_vec()).await;
     client.publish("toulouse/sensors/temperature/s1", reading("s1", "temperature", 7.0, T0)).await;
     // More than the 3 expected, to see a dead letter made of a dead letter: this waits 5 s.
-    let seen = client
-        .collect_json(6, Duration::from_secs(5), |topic, json| {
-            topic.starts_with("garonne/dead-letter/") || json["sensor_id"] != "probe"
-        })
-        .await;
-    let value_of =
-        |sensor: &str| seen.iter().find(|(_, j)| j["sensor_id"] == sensor).map(|(_, j)| &j["value"]);
-    assert_eq!(value_of("s2"), Some(&Value::from(5.0)), "{seen:?}");
-    assert_eq!(value_of("s1"), Some(&Value::from(7.0)), "{seen:?}");
-    let letters: Vec<_> = seen.iter().filter(|(t, _)| t.starts_with("garonne/dead-letter/")).collect();
+    let seen = outputs_and_dead_letters(&mut client, 6, Duration::from_secs(5)).await;
+    assert_eq!(value_of(&seen, "s2"), Some(&Value::from(5.0)), "{seen:?}");
+    assert_eq!(value_of(&seen, "s1"), Some(&Value::from(7.0)), "{seen:?}");
+    let letters = dead_letters(&seen);
     assert_eq!(letters.len(), 1, "one dead letter for the one bad payload: {seen:?}");
     assert_eq!(letters[0].1["payload"], "not json");
     assert_eq!(running.stats.decode_errors(), 1);
@@ -242,16 +254,10 @@ async fn a_pack_of_readings_in_one_message_is_processed_reading_by_reading() {
         reading("g3", "temperature", 6.0, T0)
     );
     client.publish("toulouse/sensors/temperature/gateway", pack).await;
-    let seen = client
-        .collect_json(3, Duration::from_secs(10), |topic, json| {
-            topic.starts_with("garonne/dead-letter/") || json["sensor_id"] != "probe"
-        })
-        .await;
-    let value_of =
-        |sensor: &str| seen.iter().find(|(_, j)| j["sensor_id"] == sensor).map(|(_, j)| &j["value"]);
-    assert_eq!(value_of("g1"), Some(&Value::from(4.0)), "{seen:?}");
-    assert_eq!(value_of("g3"), Some(&Value::from(6.0)), "{seen:?}");
-    let letters: Vec<_> = seen.iter().filter(|(t, _)| t.starts_with("garonne/dead-letter/")).collect();
+    let seen = outputs_and_dead_letters(&mut client, 3, Duration::from_secs(10)).await;
+    assert_eq!(value_of(&seen, "g1"), Some(&Value::from(4.0)), "{seen:?}");
+    assert_eq!(value_of(&seen, "g3"), Some(&Value::from(6.0)), "{seen:?}");
+    let letters = dead_letters(&seen);
     assert_eq!(letters.len(), 1, "one dead letter for the one bad reading: {seen:?}");
     assert_eq!(letters[0].1["payload"], bad, "the dead letter keeps the bad reading itself");
     let reason = letters[0].1["reason"].as_str().unwrap_or_default();
