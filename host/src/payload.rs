@@ -16,8 +16,7 @@
 //! bounds every stage on one machine (`BENCHMARKS.md`). Each reading of a pack is checked on its
 //! own: a bad one is refused with its place in the pack, and does not take the others with it.
 
-use std::collections::BTreeMap;
-
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -29,6 +28,15 @@ use crate::clock::Millis;
 /// host's memory.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 
+/// A message's named numbers (`min`, `count`, ...), sorted by name.
+pub type Fields = LiteMap<String, f64>;
+/// A message's tags (`quartier`, `station_name`, ...), sorted by name.
+///
+/// Both are maps of a few entries, kept sorted in one vector. A `BTreeMap` allocated a node of
+/// 544 bytes for a reading's single tag, twice the rest of the reading: that was most of what an
+/// overloaded host held in its queues, and a copy of it for every processor reading the topic.
+pub type Tags = LiteMap<String, String>;
+
 /// One message on the wire, decoded and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
@@ -38,8 +46,8 @@ pub struct Payload {
     pub unit: String,
     pub time: Millis,
     pub position: Option<(f64, f64)>,
-    pub fields: BTreeMap<String, f64>,
-    pub tags: BTreeMap<String, String>,
+    pub fields: Fields,
+    pub tags: Tags,
 }
 
 /// Why a payload was refused.
@@ -75,10 +83,10 @@ struct Wire {
     lat: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lon: Option<f64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    fields: BTreeMap<String, f64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    fields: Fields,
+    #[serde(default)]
+    tags: Tags,
 }
 
 /// The same fields, borrowed, for encoding: a message is written without copying its strings and
@@ -94,10 +102,11 @@ struct WireOut<'a> {
     lat: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lon: Option<f64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    fields: &'a BTreeMap<String, f64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    tags: &'a BTreeMap<String, String>,
+    // Skipped when empty: a `LiteMap` with no entries would be written as `[]`, not `{}`.
+    #[serde(skip_serializing_if = "LiteMap::is_empty")]
+    fields: &'a Fields,
+    #[serde(skip_serializing_if = "LiteMap::is_empty")]
+    tags: &'a Tags,
 }
 
 /// Station ids in the open data are numbers; accept them as such.
@@ -354,7 +363,7 @@ impl Payload {
             unit: sensor.unit.clone(),
             time,
             position: sensor.position.map(|p| (p.lat, p.lon)),
-            fields: BTreeMap::new(),
+            fields: Fields::new(),
             tags: sensor.tags.iter().cloned().collect(),
         }
     }
@@ -499,6 +508,24 @@ mod tests {
         assert_eq!(again, Ok(payload));
     }
 
+    /// Tags and fields come out sorted by name whatever their order on the wire, a repeated name
+    /// keeps its last value, and empty maps are left out of the JSON (not written as `[]`).
+    #[test]
+    fn tags_and_fields_are_sorted_maps_with_the_last_value_of_a_name() {
+        let payload = decode(
+            r#"{"sensor_id":"a","kind":"t","value":1,"ts":1000,
+                "tags":{"z":"1","b":"2","z":"3","a":"4"},"fields":{"max":2,"min":1,"max":5}}"#,
+        )
+        .expect("valid payload");
+        let tags: Vec<(&str, &str)> = payload.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(tags, [("a", "4"), ("b", "2"), ("z", "3")]);
+        let fields: Vec<(&str, f64)> = payload.fields.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(fields, [("max", 5.0), ("min", 1.0)]);
+        let bare = decode(r#"{"sensor_id":"a","kind":"t","value":1,"ts":1000}"#).expect("valid payload");
+        let text = String::from_utf8(bare.encode().expect("encodable")).expect("utf-8");
+        assert!(!text.contains("tags") && !text.contains("fields"), "{text}");
+    }
+
     #[test]
     fn numeric_ids_and_millisecond_times_are_accepted() {
         let payload = decode(r#"{"sensor_id":42,"kind":"t","value":1,"ts":1000}"#).expect("valid payload");
@@ -599,8 +626,8 @@ mod tests {
             unit: String::new(),
             time: 0,
             position: None,
-            fields: BTreeMap::new(),
-            tags: BTreeMap::new(),
+            fields: Fields::new(),
+            tags: Tags::new(),
         };
         assert_eq!(payload.encode(), Err(PayloadError::NotFinite("value".into())));
     }

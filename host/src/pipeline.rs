@@ -115,10 +115,14 @@ impl StatsBoard {
     }
 }
 
+/// A reading on its way to processors: one copy, shared by every processor that reads it. A copy
+/// for each cost an allocation per string and tag, and held as many copies in full queues.
+type Shared = Arc<Payload>;
+
 enum Work {
-    Reading(Payload),
+    Reading(Shared),
     /// What one call of a plugin read in process emitted, in one slot and one wake-up.
-    Readings(Vec<Payload>),
+    Readings(Vec<Shared>),
     Tick(i64),
     /// A new build of the plugin (hot swap), taken between two batches.
     Swap(Arc<LoadedPlugin>),
@@ -145,7 +149,7 @@ impl Consumer {
     }
 
     /// Waits for room in the queue: a slow reader slows its upstream down, nothing is dropped.
-    fn send(&self, payloads: Vec<Payload>) {
+    fn send(&self, payloads: Vec<Shared>) {
         if self.queue.blocking_send(Work::Readings(payloads)).is_err() {
             tracing::warn!(plugin = self.name, "stopped: messages were not handed over to it");
         }
@@ -157,7 +161,7 @@ impl Consumer {
 /// broker path cost.
 struct Handover<'a> {
     readers: &'a [Consumer],
-    batches: Vec<Vec<Payload>>,
+    batches: Vec<Vec<Shared>>,
 }
 
 impl<'a> Handover<'a> {
@@ -165,16 +169,16 @@ impl<'a> Handover<'a> {
         Self { readers, batches: readers.iter().map(|_| Vec::new()).collect() }
     }
 
-    /// A clone for each reader but the last, which takes the message itself.
     fn add(&mut self, topic: &str, payload: Payload, published: bool) {
         let readers = self.readers;
-        let mut wanted = (0..readers.len()).filter(|&i| readers[i].wants(topic, published));
-        let Some(mut current) = wanted.next() else { return };
-        for next in wanted {
-            self.batches[current].push(payload.clone());
-            current = next;
+        let mut wanted = (0..readers.len()).filter(|&i| readers[i].wants(topic, published)).peekable();
+        if wanted.peek().is_none() {
+            return;
         }
-        self.batches[current].push(payload);
+        let payload = Arc::new(payload);
+        for reader in wanted {
+            self.batches[reader].push(Arc::clone(&payload));
+        }
     }
 
     fn send(self) {
@@ -779,14 +783,13 @@ impl Input {
 
     async fn deliver(&self, topic: &str, reading: Payload) {
         self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
-        // A copy for each processor that reads the topic but the last, which takes the reading.
-        let mut wanted = self.routes.iter().filter(|r| r.filters.matches(topic));
-        let Some(mut current) = wanted.next() else { return };
-        for next in wanted {
-            let _ = current.queue.send(Work::Reading(reading.clone())).await;
-            current = next;
+        // The broker sends only what some route subscribed to: the reading is nearly always wanted.
+        let reading = Arc::new(reading);
+        for route in self.routes.iter() {
+            if route.filters.matches(topic) {
+                let _ = route.queue.send(Work::Reading(Arc::clone(&reading))).await;
+            }
         }
-        let _ = current.queue.send(Work::Reading(reading)).await;
     }
 }
 
@@ -962,7 +965,7 @@ struct Next {
 impl Next {
     /// Natural batching: whatever queued up while the last call ran goes in the next; a new
     /// build takes over after the readings queued before it.
-    fn gather(&mut self, queue: &mut mpsc::Receiver<Work>, batch: &mut Vec<Payload>, max: usize) {
+    fn gather(&mut self, queue: &mut mpsc::Receiver<Work>, batch: &mut Vec<Shared>, max: usize) {
         while batch.len() < max && self.swap.is_none() {
             match queue.try_recv() {
                 Ok(work) => self.take(work, batch),
@@ -975,7 +978,7 @@ impl Next {
         self.tick.is_none() && self.swap.is_none() && !self.stop
     }
 
-    fn take(&mut self, work: Work, batch: &mut Vec<Payload>) {
+    fn take(&mut self, work: Work, batch: &mut Vec<Shared>) {
         match work {
             Work::Reading(reading) => batch.push(reading),
             Work::Readings(mut readings) => batch.append(&mut readings),

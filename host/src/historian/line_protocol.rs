@@ -154,9 +154,8 @@ fn push_float(out: &mut String, value: f64) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
+    use crate::payload::{Fields, Tags};
 
     fn payload() -> Payload {
         Payload {
@@ -166,8 +165,8 @@ mod tests {
             unit: "°C".into(),
             time: 1_764_403_200_000,
             position: Some((43.6, 1.44)),
-            fields: BTreeMap::from([("min".into(), 11.0), ("value".into(), 99.0)]),
-            tags: BTreeMap::from([
+            fields: Fields::from_iter([("min".into(), 11.0), ("value".into(), 99.0)]),
+            tags: Tags::from_iter([
                 ("station_name".into(), "parc compans, cafarelli".into()),
                 ("empty".into(), String::new()),
                 ("kind".into(), "spoofed".into()),
@@ -241,7 +240,7 @@ mod tests {
     #[test]
     fn equal_signs_and_newlines_cannot_break_a_line() {
         let mut p = payload();
-        p.tags = BTreeMap::from([("a=b".into(), "x\ny z".into())]);
+        p.tags = Tags::from_iter([("a=b".into(), "x\ny z".into())]);
         p.fields.clear();
         p.position = None;
         let line = mapping("{stream}").line("toulouse/sensors/t/1", &p);

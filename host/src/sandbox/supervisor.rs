@@ -276,8 +276,9 @@ impl ProcessorSupervisor {
         &self.stats
     }
 
-    /// Feeds a batch of readings to the plugin.
-    pub fn on_readings(&mut self, readings: &[Payload]) -> Outcome {
+    /// Feeds a batch of readings to the plugin: owned, or shared with the other processors that
+    /// read the same topic.
+    pub fn on_readings<R: std::borrow::Borrow<Payload>>(&mut self, readings: &[R]) -> Outcome {
         let mut outcome = Outcome::default();
         let n = readings.len();
         let mut batch = Readings {
@@ -285,7 +286,7 @@ impl ProcessorSupervisor {
             values: Vec::with_capacity(n),
             times: Vec::with_capacity(n),
         };
-        for reading in readings {
+        for reading in readings.iter().map(R::borrow) {
             match self.registry.index_of(reading) {
                 Some(index) => {
                     batch.sensors.push(index);
@@ -723,7 +724,6 @@ impl SensorModelSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn reading(id: &str, unit: &str) -> Payload {
         Payload {
@@ -733,8 +733,8 @@ mod tests {
             unit: unit.into(),
             time: 0,
             position: None,
-            fields: BTreeMap::new(),
-            tags: BTreeMap::new(),
+            fields: Default::default(),
+            tags: Default::default(),
         }
     }
 

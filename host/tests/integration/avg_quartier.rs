@@ -41,8 +41,8 @@ fn reading(id: &str, lat: f64, lon: f64, value: f64, time: i64) -> Payload {
         unit: "°C".into(),
         time,
         position: Some((lat, lon)),
-        fields: BTreeMap::new(),
-        tags: BTreeMap::new(),
+        fields: Default::default(),
+        tags: Default::default(),
     }
 }
 

@@ -289,8 +289,8 @@ pub fn readings(values: &[f64]) -> Vec<garonne::payload::Payload> {
             unit: "°C".into(),
             time: 1_000 * i as i64,
             position: None,
-            fields: std::collections::BTreeMap::new(),
-            tags: std::collections::BTreeMap::new(),
+            fields: Default::default(),
+            tags: Default::default(),
         })
         .collect()
 }
