@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::clock::VirtualClock;
 use crate::payload::{self, Payload, PayloadError, Readings};
 use crate::sandbox::{DeadLetter, Limits, LoadedPlugin, Message, ProcessorSupervisor, SensorModelSupervisor};
+use crate::sensor_cache::SensorCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -108,11 +109,17 @@ pub struct ReadingFile {
     path: PathBuf,
     /// The rest of the pack of the line read last.
     pack: std::collections::VecDeque<Result<Payload, ReplayError>>,
+    sensors: SensorCache,
 }
 
 impl ReadingFile {
     pub fn open(path: &Path) -> Result<Self, ReplayError> {
-        Ok(Self { lines: JsonLines::open(path)?, path: path.into(), pack: Default::default() })
+        Ok(Self {
+            lines: JsonLines::open(path)?,
+            path: path.into(),
+            pack: Default::default(),
+            sensors: Default::default(),
+        })
     }
 }
 
@@ -129,7 +136,7 @@ impl Iterator for ReadingFile {
         };
         let path = &self.path;
         let bad = |error| ReplayError::BadReading { path: path.clone(), line, error };
-        match Readings::decode(text, usize::MAX) {
+        match Readings::decode(text, usize::MAX, &mut self.sensors) {
             Ok(Readings::One(reading)) => Some(Ok(reading)),
             Ok(pack) => {
                 self.pack = pack.into_iter().map(|packed| packed.reading.map_err(bad)).collect();
@@ -265,7 +272,7 @@ fn reading_line(reading: &Payload) -> Option<Value> {
 /// A message as one JSON object: its relative topic, then the fields of the wire format.
 fn message_line(message: Message) -> Option<Value> {
     let topic = message.topic.clone();
-    let payload = Payload::from(message);
+    let payload = Payload::from_message(message, &mut SensorCache::none());
     let mut object: Map<String, Value> = match reading_line(&payload)? {
         Value::Object(map) => map,
         _ => return None,
