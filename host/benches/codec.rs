@@ -9,12 +9,11 @@
 //! Results and how to read them: BENCHMARKS.md.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use divan::{Bencher, black_box, counter::ItemsCount};
 use garonne::clock::VirtualClock;
 use garonne::historian::line_protocol::Mapping;
-use garonne::payload::{Payload, SensorMetadata};
+use garonne::payload::Payload;
 use garonne::sandbox::{
     Limits, PluginEngine, PluginSandbox, Position, ProcessorSupervisor, Readings, Sensor,
 };
@@ -162,14 +161,19 @@ fn supervised_on_readings_of_100<const ADAPTIVE: bool>(bencher: Bencher, per_sen
         true => supervisor.with_adaptive_checkpoints(16),
         false => supervisor.with_checkpoint_every(16),
     };
-    // Readings decoded by the input share their sensor's metadata, as these do.
-    let sensors: Vec<Arc<SensorMetadata>> = (0..SENSORS as usize)
-        .map(|i| Arc::new(SensorMetadata::new(format!("sensor-{i}"), "temperature", "°C").at(43.6, 1.44)))
-        .collect();
     let payloads = |step: usize| -> Vec<Payload> {
         let readings = batch(step);
         (0..SENSORS as usize)
-            .map(|i| Payload::new(Arc::clone(&sensors[i]), readings.values[i], readings.times[i]))
+            .map(|i| Payload {
+                sensor_id: format!("sensor-{i}"),
+                kind: "temperature".into(),
+                value: readings.values[i],
+                unit: "°C".into(),
+                time: readings.times[i],
+                position: Some((43.6, 1.44)),
+                fields: Default::default(),
+                tags: Default::default(),
+            })
             .collect()
     };
     for step in 0..per_sensor {

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use divan::{Bencher, black_box, counter::ItemsCount};
 use garonne::clock::VirtualClock;
-use garonne::payload::{Payload, SensorMetadata};
+use garonne::payload::Payload;
 use garonne::sandbox::{Limits, LoadedPlugin, PluginEngine, PluginSandbox, ProcessorSupervisor};
 
 const SENSORS: usize = 100;
@@ -70,9 +70,15 @@ fn config(name: &str) -> Vec<(String, String)> {
 /// Batch number `n` of `size` readings, spread over the sensors, one second apart.
 fn batch(n: usize, size: usize) -> Vec<Payload> {
     (n * size..(n + 1) * size)
-        .map(|i| {
-            let sensor = SensorMetadata::new(format!("sensor-{}", i % SENSORS), "temperature", "°C");
-            Payload::new(sensor.at(43.6, 1.44), 10.0 + (i % 40) as f64 * 0.25, i as i64 * 1000)
+        .map(|i| Payload {
+            sensor_id: format!("sensor-{}", i % SENSORS),
+            kind: "temperature".into(),
+            value: 10.0 + (i % 40) as f64 * 0.25,
+            unit: "°C".into(),
+            time: i as i64 * 1000,
+            position: Some((43.6, 1.44)),
+            fields: Default::default(),
+            tags: Default::default(),
         })
         .collect()
 }

@@ -20,7 +20,6 @@ pub mod pipeline;
 pub mod replay;
 pub mod sandbox;
 pub mod scaffold;
-pub mod sensor_cache;
 pub mod stations;
 pub mod topic;
 pub mod web;

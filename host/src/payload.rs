@@ -16,9 +16,6 @@
 //! bounds every stage on one machine (`BENCHMARKS.md`). Each reading of a pack is checked on its
 //! own: a bad one is refused with its place in the pack, and does not take the others with it.
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -26,7 +23,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Millis;
-use crate::sensor_cache::SensorCache;
 
 /// Payloads above this size are refused before parsing, so that one huge message cannot take the
 /// host's memory.
@@ -41,44 +37,17 @@ pub type Fields = LiteMap<String, f64>;
 /// overloaded host held in its queues, and a copy of it for every processor reading the topic.
 pub type Tags = LiteMap<String, String>;
 
-/// What a message says of its sensor: the same in every reading of a sensor, so the readings
-/// decoded through one [`SensorCache`] share one copy of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SensorMetadata {
-    pub id: String,
-    pub kind: String,
-    pub unit: String,
-    pub position: Option<(f64, f64)>,
-    pub tags: Tags,
-}
-
-impl SensorMetadata {
-    /// A sensor with no position and no tags.
-    pub fn new(id: impl Into<String>, kind: impl Into<String>, unit: impl Into<String>) -> Self {
-        Self { id: id.into(), kind: kind.into(), unit: unit.into(), position: None, tags: Tags::new() }
-    }
-
-    pub fn at(self, lat: f64, lon: f64) -> Self {
-        Self { position: Some((lat, lon)), ..self }
-    }
-
-    pub fn tagged<K: Into<String>, V: Into<String>>(self, tags: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { tags: tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), ..self }
-    }
-}
-
 /// One message on the wire, decoded and checked.
-///
-/// A reading waits in the queue of every processor that reads it. Its sensor's strings and tags
-/// were five allocations of its own (seven with the `Arc` and the tags' vector), more than the
-/// reading itself: they are now shared by all the readings of the sensor, and a queued reading
-/// is one allocation of 64 bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
-    pub sensor: Arc<SensorMetadata>,
+    pub sensor_id: String,
+    pub kind: String,
     pub value: f64,
+    pub unit: String,
     pub time: Millis,
+    pub position: Option<(f64, f64)>,
     pub fields: Fields,
+    pub tags: Tags,
 }
 
 /// Why a payload was refused.
@@ -102,56 +71,22 @@ pub enum PayloadError {
     InPack { place: usize, count: usize, error: Box<PayloadError> },
 }
 
-/// A message as read: its strings borrow the payload's bytes where they hold no escape, so that
-/// a sensor already in the [`SensorCache`] costs no allocation.
 #[derive(Deserialize)]
-struct Wire<'a> {
-    #[serde(borrow)]
-    sensor_id: Id<'a>,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
+struct Wire {
+    sensor_id: Id,
+    kind: String,
     value: f64,
-    #[serde(default, borrow)]
-    unit: Cow<'a, str>,
-    #[serde(borrow)]
-    ts: Time<'a>,
     #[serde(default)]
+    unit: String,
+    ts: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     lat: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     lon: Option<f64>,
     #[serde(default)]
     fields: Fields,
-    #[serde(default, borrow)]
-    tags: LiteMap<WireText<'a>, WireText<'a>>,
-}
-
-/// A string of the payload, borrowed unless it had to be unescaped. (`Cow<str>` itself always
-/// copies when it is not a field of its own, as in a map.)
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct WireText<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for WireText<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(BorrowedText).map(WireText)
-    }
-}
-
-struct BorrowedText;
-
-impl<'de> serde::de::Visitor<'de> for BorrowedText {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(text))
-    }
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(text.to_owned()))
-    }
-    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(text))
-    }
+    #[serde(default)]
+    tags: Tags,
 }
 
 /// The same fields, borrowed, for encoding: a message is written without copying its strings and
@@ -175,20 +110,20 @@ struct WireOut<'a> {
 }
 
 /// Station ids in the open data are numbers; accept them as such.
-enum Id<'a> {
-    Text(Cow<'a, str>),
+enum Id {
+    Text(String),
     Number(u64),
 }
 
-enum Time<'a> {
+enum Time {
     Millis(i64),
-    Text(Cow<'a, str>),
+    Text(String),
 }
 
 // `Id` and `Time` are read by hand rather than with `#[serde(untagged)]`: untagged enums buffer
 // the value, then try each variant, and a failed try builds an error, which allocates. On every
 // reading (a `ts` in RFC 3339 fails as milliseconds first) that was a fifth of the decode.
-impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
+impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         const EXPECTING: &str = "a string or a non-negative integer";
         match deserializer.deserialize_any(TextOrInteger(EXPECTING))? {
@@ -198,7 +133,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Time<'a> {
+impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         const EXPECTING: &str = "an RFC 3339 string or an integer of milliseconds";
         match deserializer.deserialize_any(TextOrInteger(EXPECTING))? {
@@ -211,32 +146,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for Time<'a> {
 }
 
 /// A JSON string or integer, as read by [`TextOrInteger`].
-enum Scalar<'a> {
-    Text(Cow<'a, str>),
+enum Scalar {
+    Text(String),
     Integer(i128),
 }
 
 /// Reads a string or an integer without buffering; anything else is refused with the message.
 struct TextOrInteger(&'static str);
 
-impl<'de> serde::de::Visitor<'de> for TextOrInteger {
-    type Value = Scalar<'de>;
+impl serde::de::Visitor<'_> for TextOrInteger {
+    type Value = Scalar;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str(self.0)
     }
-    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Text(Cow::Borrowed(text)))
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(text.to_owned()))
     }
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Text(Cow::Owned(text.to_owned())))
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Scalar, E> {
+        Ok(Scalar::Text(text))
     }
-    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Text(Cow::Owned(text)))
-    }
-    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Scalar, E> {
         Ok(Scalar::Integer(n.into()))
     }
-    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Scalar, E> {
         Ok(Scalar::Integer(n.into()))
     }
 }
@@ -250,41 +182,37 @@ fn out_of_range<E: serde::de::Error>(n: i128, expecting: &'static str) -> E {
 }
 
 /// The readings of one message: one, or the readings of a pack, each decoded or refused.
-pub enum Readings<'a, 'c> {
+#[derive(Debug)]
+pub enum Readings<'a> {
     One(Payload),
-    Pack { pack: Vec<&'a RawValue>, sensors: &'c mut SensorCache },
+    Pack(Vec<&'a RawValue>),
 }
 
-impl<'a, 'c> Readings<'a, 'c> {
+impl<'a> Readings<'a> {
     /// Decodes a message's payload: a reading, or a pack whose readings are decoded one by one by
     /// [`Readings::into_iter`]. Fails as a whole only when the payload is too large, not JSON, or
-    /// a single reading that is refused. Readings of a sensor already in `sensors` share its
-    /// metadata.
-    pub fn decode(
-        bytes: &'a [u8],
-        max_size: usize,
-        sensors: &'c mut SensorCache,
-    ) -> Result<Self, PayloadError> {
+    /// a single reading that is refused.
+    pub fn decode(bytes: &'a [u8], max_size: usize) -> Result<Self, PayloadError> {
         if bytes.len() > max_size {
             return Err(PayloadError::TooLarge { size: bytes.len(), max: max_size });
         }
         // A reading is decoded straight into its fields, as before packs: the common case pays
         // nothing for them.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
-            return Payload::from_json(bytes, sensors).map(Readings::One);
+            return Payload::from_json(bytes).map(Readings::One);
         }
         let pack: Vec<&RawValue> =
             serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         if pack.is_empty() {
             return Err(PayloadError::EmptyPack);
         }
-        Ok(Readings::Pack { pack, sensors })
+        Ok(Readings::Pack(pack))
     }
 
     pub fn len(&self) -> usize {
         match self {
             Readings::One(_) => 1,
-            Readings::Pack { pack, .. } => pack.len(),
+            Readings::Pack(pack) => pack.len(),
         }
     }
 
@@ -300,31 +228,27 @@ pub struct PackedReading<'a> {
     pub text: Option<&'a str>,
 }
 
-impl<'a, 'c> IntoIterator for Readings<'a, 'c> {
+impl<'a> IntoIterator for Readings<'a> {
     type Item = PackedReading<'a>;
-    type IntoIter = ReadingsIter<'a, 'c>;
+    type IntoIter = ReadingsIter<'a>;
 
-    fn into_iter(self) -> ReadingsIter<'a, 'c> {
+    fn into_iter(self) -> ReadingsIter<'a> {
         match self {
             Readings::One(payload) => ReadingsIter::One(Some(payload)),
-            Readings::Pack { pack, sensors } => {
-                ReadingsIter::Pack { count: pack.len(), pack: pack.into_iter().enumerate(), sensors }
+            Readings::Pack(pack) => {
+                ReadingsIter::Pack { count: pack.len(), pack: pack.into_iter().enumerate() }
             }
         }
     }
 }
 
 /// The readings of a message in order; a pack's are decoded as they are taken.
-pub enum ReadingsIter<'a, 'c> {
+pub enum ReadingsIter<'a> {
     One(Option<Payload>),
-    Pack {
-        count: usize,
-        pack: std::iter::Enumerate<std::vec::IntoIter<&'a RawValue>>,
-        sensors: &'c mut SensorCache,
-    },
+    Pack { count: usize, pack: std::iter::Enumerate<std::vec::IntoIter<&'a RawValue>> },
 }
 
-impl<'a> Iterator for ReadingsIter<'a, '_> {
+impl<'a> Iterator for ReadingsIter<'a> {
     type Item = PackedReading<'a>;
 
     fn next(&mut self) -> Option<PackedReading<'a>> {
@@ -332,9 +256,9 @@ impl<'a> Iterator for ReadingsIter<'a, '_> {
             ReadingsIter::One(payload) => {
                 payload.take().map(|p| PackedReading { reading: Ok(p), text: None })
             }
-            ReadingsIter::Pack { count, pack, sensors } => {
+            ReadingsIter::Pack { count, pack } => {
                 let (index, raw) = pack.next()?;
-                let reading = Payload::from_json(raw.get().as_bytes(), sensors).map_err(|error| {
+                let reading = Payload::from_json(raw.get().as_bytes()).map_err(|error| {
                     PayloadError::InPack { place: index + 1, count: *count, error: Box::new(error) }
                 });
                 Some(PackedReading { reading, text: Some(raw.get()) })
@@ -344,73 +268,60 @@ impl<'a> Iterator for ReadingsIter<'a, '_> {
 }
 
 impl Payload {
-    /// A reading of `sensor`, without fields.
-    pub fn new(sensor: impl Into<Arc<SensorMetadata>>, value: f64, time: Millis) -> Self {
-        Self { sensor: sensor.into(), value, time, fields: Fields::new() }
-    }
-
-    /// The sensor's metadata, to change for this reading alone.
-    pub fn sensor_mut(&mut self) -> &mut SensorMetadata {
-        Arc::make_mut(&mut self.sensor)
-    }
-
-    /// Decodes and checks one payload that must be a single reading (not a pack), with a
-    /// metadata of its own.
+    /// Decodes and checks one payload that must be a single reading (not a pack).
     pub fn decode(bytes: &[u8], max_size: usize) -> Result<Self, PayloadError> {
         if bytes.len() > max_size {
             return Err(PayloadError::TooLarge { size: bytes.len(), max: max_size });
         }
-        Self::from_json(bytes, &mut SensorCache::none())
+        Self::from_json(bytes)
     }
 
-    fn from_json(bytes: &[u8], sensors: &mut SensorCache) -> Result<Self, PayloadError> {
+    fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
         let wire: Wire = serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
-        let number;
-        let id = match &wire.sensor_id {
-            Id::Text(text) => text.as_ref(),
-            Id::Number(n) => {
-                number = n.to_string();
-                number.as_str()
-            }
-        };
-        let time = match &wire.ts {
-            Time::Millis(ms) => *ms,
-            Time::Text(text) => parse_rfc3339(text)?,
-        };
-        let position = match (wire.lat, wire.lon) {
-            (Some(lat), Some(lon)) => Some((lat, lon)),
-            (None, None) => None,
-            _ => return Err(PayloadError::BadPosition),
-        };
-        check_reading(id, &wire.kind, wire.value, &wire.fields, position)?;
-        let tags = &wire.tags;
-        let sensor = sensors.get_or_insert_with(
-            &wire.kind,
-            id,
-            |known| {
-                known.unit == wire.unit
-                    && known.position == position
-                    && known.tags.len() == tags.len()
-                    && known.tags.iter().zip(tags.iter()).all(|((k, v), (wk, wv))| *k == wk.0 && *v == wv.0)
+        let payload = Payload {
+            sensor_id: match wire.sensor_id {
+                Id::Text(s) => s,
+                Id::Number(n) => n.to_string(),
             },
-            || SensorMetadata {
-                id: id.to_owned(),
-                kind: wire.kind.clone().into_owned(),
-                unit: wire.unit.clone().into_owned(),
-                position,
-                tags: tags
-                    .iter()
-                    .map(|(k, v)| (k.0.clone().into_owned(), v.0.clone().into_owned()))
-                    .collect(),
+            kind: wire.kind,
+            value: wire.value,
+            unit: wire.unit,
+            time: match wire.ts {
+                Time::Millis(ms) => ms,
+                Time::Text(text) => parse_rfc3339(&text)?,
             },
-        );
-        Ok(Payload { sensor, value: wire.value, time, fields: wire.fields })
+            position: match (wire.lat, wire.lon) {
+                (Some(lat), Some(lon)) => Some((lat, lon)),
+                (None, None) => None,
+                _ => return Err(PayloadError::BadPosition),
+            },
+            fields: wire.fields,
+            tags: wire.tags,
+        };
+        payload.check()?;
+        Ok(payload)
     }
 
     /// Checks what JSON alone cannot: finite numbers, non-empty names, a valid position.
     pub fn check(&self) -> Result<(), PayloadError> {
-        let sensor = &self.sensor;
-        check_reading(&sensor.id, &sensor.kind, self.value, &self.fields, sensor.position)
+        if self.sensor_id.is_empty() {
+            return Err(PayloadError::Empty("sensor_id"));
+        }
+        if self.kind.is_empty() {
+            return Err(PayloadError::Empty("kind"));
+        }
+        if !self.value.is_finite() {
+            return Err(PayloadError::NotFinite("value".into()));
+        }
+        if let Some((name, _)) = self.fields.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(PayloadError::NotFinite(format!("fields.{name}")));
+        }
+        if let Some((lat, lon)) = self.position
+            && (!(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon))
+        {
+            return Err(PayloadError::BadPosition);
+        }
+        Ok(())
     }
 
     /// Encodes the payload; fails only on values JSON cannot carry (NaN, infinities).
@@ -425,17 +336,16 @@ impl Payload {
                 &formatted
             }
         };
-        let sensor = &self.sensor;
         let wire = WireOut {
-            sensor_id: &sensor.id,
-            kind: &sensor.kind,
+            sensor_id: &self.sensor_id,
+            kind: &self.kind,
             value: self.value,
-            unit: &sensor.unit,
+            unit: &self.unit,
             ts,
-            lat: sensor.position.map(|p| p.0),
-            lon: sensor.position.map(|p| p.1),
+            lat: self.position.map(|p| p.0),
+            lon: self.position.map(|p| p.1),
             fields: &self.fields,
-            tags: &sensor.tags,
+            tags: &self.tags,
         };
         let mut out = Vec::with_capacity(160);
         serde_json::to_writer(&mut out, &wire).map_err(|e| PayloadError::Invalid(e.to_string()))?;
@@ -443,58 +353,35 @@ impl Payload {
     }
 }
 
-fn check_reading(
-    id: &str,
-    kind: &str,
-    value: f64,
-    fields: &Fields,
-    position: Option<(f64, f64)>,
-) -> Result<(), PayloadError> {
-    if id.is_empty() {
-        return Err(PayloadError::Empty("sensor_id"));
-    }
-    if kind.is_empty() {
-        return Err(PayloadError::Empty("kind"));
-    }
-    if !value.is_finite() {
-        return Err(PayloadError::NotFinite("value".into()));
-    }
-    if let Some((name, _)) = fields.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(PayloadError::NotFinite(format!("fields.{name}")));
-    }
-    if let Some((lat, lon)) = position
-        && (!(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon))
-    {
-        return Err(PayloadError::BadPosition);
-    }
-    Ok(())
-}
-
-impl From<&crate::sandbox::Sensor> for SensorMetadata {
-    fn from(sensor: &crate::sandbox::Sensor) -> Self {
-        SensorMetadata {
-            id: sensor.id.clone(),
+impl Payload {
+    /// A reading of `sensor`.
+    pub fn of_sensor(sensor: &crate::sandbox::Sensor, value: f64, time: Millis) -> Self {
+        Payload {
+            sensor_id: sensor.id.clone(),
             kind: sensor.kind.clone(),
+            value,
             unit: sensor.unit.clone(),
+            time,
             position: sensor.position.map(|p| (p.lat, p.lon)),
+            fields: Fields::new(),
             tags: sensor.tags.iter().cloned().collect(),
         }
     }
 }
 
-impl Payload {
-    /// What a plugin emitted, in the wire format (its topic aside), with the metadata of its
-    /// sensor shared through `sensors`.
-    pub fn from_message(message: crate::sandbox::Message, sensors: &mut SensorCache) -> Self {
-        let metadata = SensorMetadata {
-            id: message.sensor_id,
+/// What a plugin emitted, in the wire format (its topic aside).
+impl From<crate::sandbox::Message> for Payload {
+    fn from(message: crate::sandbox::Message) -> Self {
+        Payload {
+            sensor_id: message.sensor_id,
             kind: message.kind,
+            value: message.value,
             unit: message.unit,
+            time: message.time,
             position: message.position.map(|p| (p.lat, p.lon)),
+            fields: message.fields.into_iter().collect(),
             tags: message.tags.into_iter().collect(),
-        };
-        let fields = message.fields.into_iter().collect();
-        Payload { sensor: sensors.share(metadata), value: message.value, time: message.time, fields }
+        }
     }
 }
 
@@ -630,8 +517,7 @@ mod tests {
                 "tags":{"z":"1","b":"2","z":"3","a":"4"},"fields":{"max":2,"min":1,"max":5}}"#,
         )
         .expect("valid payload");
-        let tags: Vec<(&str, &str)> =
-            payload.sensor.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let tags: Vec<(&str, &str)> = payload.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(tags, [("a", "4"), ("b", "2"), ("z", "3")]);
         let fields: Vec<(&str, f64)> = payload.fields.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(fields, [("max", 5.0), ("min", 1.0)]);
@@ -643,9 +529,9 @@ mod tests {
     #[test]
     fn numeric_ids_and_millisecond_times_are_accepted() {
         let payload = decode(r#"{"sensor_id":42,"kind":"t","value":1,"ts":1000}"#).expect("valid payload");
-        assert_eq!(payload.sensor.id, "42");
+        assert_eq!(payload.sensor_id, "42");
         assert_eq!(payload.time, 1000);
-        assert_eq!(payload.sensor.unit, "");
+        assert_eq!(payload.unit, "");
     }
 
     #[test]
@@ -689,9 +575,7 @@ mod tests {
     }
 
     fn unpack(text: &str) -> Vec<Result<Payload, PayloadError>> {
-        let mut sensors = SensorCache::default();
-        let readings = Readings::decode(text.as_bytes(), DEFAULT_MAX_PAYLOAD, &mut sensors)
-            .expect("a message of readings");
+        let readings = Readings::decode(text.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a message of readings");
         readings.into_iter().map(|packed| packed.reading).collect()
     }
 
@@ -708,62 +592,24 @@ mod tests {
         assert_eq!(error, "reading 2 of the 3 in the array: `sensor_id` must not be empty");
         // The text of each reading comes with it, for a dead letter.
         let pack = format!("[{one},{bad}]");
-        let mut sensors = SensorCache::default();
-        let readings = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD, &mut sensors).expect("a pack");
+        let readings = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
         let texts: Vec<_> = readings.into_iter().map(|packed| packed.text).collect();
         assert_eq!(texts, [Some(one), Some(bad)]);
-    }
-
-    /// The readings of a sensor decoded through one cache share its metadata until it changes;
-    /// a reading that changes it carries the change, and so do the next ones.
-    #[test]
-    fn readings_of_a_sensor_share_its_metadata_until_it_changes() {
-        let mut sensors = SensorCache::default();
-        let mut decode = |text: &str| -> Payload {
-            match Readings::decode(text.as_bytes(), DEFAULT_MAX_PAYLOAD, &mut sensors) {
-                Ok(Readings::One(payload)) => payload,
-                _ => panic!("one valid reading: {text}"),
-            }
-        };
-        let at = |value: u32, unit: &str, quartier: &str| {
-            format!(
-                r#"{{"sensor_id":42,"kind":"t","value":{value},"unit":"{unit}","ts":0,"lat":43.6,"lon":1.4,
-                    "tags":{{"quartier":"{quartier}","station_name":"Compans \"Caffarelli\""}}}}"#
-            )
-        };
-        let first = decode(&at(1, "°C", "Capitole"));
-        let second = decode(&at(2, "°C", "Capitole"));
-        assert!(Arc::ptr_eq(&first.sensor, &second.sensor), "escaped tags compare as unescaped");
-        assert_eq!((first.value, second.value), (1.0, 2.0));
-        assert_eq!(
-            second.sensor.tags.get("station_name").map(String::as_str),
-            Some("Compans \"Caffarelli\"")
-        );
-        for (changed, what) in [(at(3, "K", "Capitole"), "unit"), (at(3, "K", "Arènes"), "tag")] {
-            let third = decode(&changed);
-            assert!(!Arc::ptr_eq(&second.sensor, &third.sensor), "{what}");
-            assert!(Arc::ptr_eq(&third.sensor, &decode(&changed).sensor), "{what} kept");
-        }
-        let moved = decode(&at(4, "K", "Arènes").replace("43.6", "43.7"));
-        assert_eq!(moved.sensor.position, Some((43.7, 1.4)));
-        assert_eq!(first.sensor.unit, "°C", "a reading keeps the metadata it came with");
     }
 
     #[test]
     fn a_single_reading_decodes_as_before() {
         let got = unpack(r#"{"sensor_id":"a","kind":"t","value":1,"ts":0}"#);
         assert_eq!(got.len(), 1);
-        let empty_id = br#"{"sensor_id":"","kind":"t","value":1,"ts":0}"#;
         assert!(matches!(
-            Readings::decode(empty_id, DEFAULT_MAX_PAYLOAD, &mut SensorCache::default()),
+            Readings::decode(br#"{"sensor_id":"","kind":"t","value":1,"ts":0}"#, DEFAULT_MAX_PAYLOAD),
             Err(PayloadError::Empty("sensor_id"))
         ));
     }
 
     #[test]
     fn a_pack_that_is_not_json_or_empty_or_too_large_is_refused_whole() {
-        let mut sensors = SensorCache::default();
-        let mut decode = |text: &str| Readings::decode(text.as_bytes(), 100, &mut sensors).map(|r| r.len());
+        let decode = |text: &str| Readings::decode(text.as_bytes(), 100).map(|r| r.len());
         assert!(matches!(decode("[{\"sensor_id\": 1}"), Err(PayloadError::Invalid(_))));
         assert_eq!(decode(" [ ] "), Err(PayloadError::EmptyPack));
         assert!(matches!(decode(&format!("[{}]", " ".repeat(100))), Err(PayloadError::TooLarge { .. })));
@@ -773,7 +619,16 @@ mod tests {
 
     #[test]
     fn non_finite_values_are_not_encoded() {
-        let payload = Payload::new(SensorMetadata::new("a", "t", ""), f64::NAN, 0);
+        let payload = Payload {
+            sensor_id: "a".into(),
+            kind: "t".into(),
+            value: f64::NAN,
+            unit: String::new(),
+            time: 0,
+            position: None,
+            fields: Fields::new(),
+            tags: Tags::new(),
+        };
         assert_eq!(payload.encode(), Err(PayloadError::NotFinite("value".into())));
     }
 

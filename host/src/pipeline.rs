@@ -37,7 +37,6 @@ use crate::sandbox::{
     CallError, DeadLetter, LoadError, LoadedPlugin, Message, Outcome, PluginEngine, PluginStats,
     ProcessorSupervisor, SensorModelSupervisor, World,
 };
-use crate::sensor_cache::SensorCache;
 use crate::stations::{self, StationsError};
 use crate::topic::{self, TopicFilters};
 
@@ -236,18 +235,18 @@ impl Publisher {
     fn readings(&self, plugin: &str, readings: Vec<Payload>) {
         let mut handover = Handover::new(&self.downstream);
         for reading in readings {
-            let topic = topic::reading(&self.prefix, &reading.sensor.kind, &reading.sensor.id);
+            let topic = topic::reading(&self.prefix, &reading.kind, &reading.sensor_id);
             self.publish_and_hand_over(plugin, topic, reading, &mut handover);
         }
         handover.send();
     }
 
-    fn message(&self, plugin: &str, message: Message, sensors: &mut SensorCache, handover: &mut Handover) {
+    fn message(&self, plugin: &str, message: Message, handover: &mut Handover) {
         let Some(topic) = topic::under_prefix(&self.prefix, &message.topic) else {
             tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
             return;
         };
-        self.publish_and_hand_over(plugin, topic, Payload::from_message(message, sensors), handover);
+        self.publish_and_hand_over(plugin, topic, Payload::from(message), handover);
     }
 
     /// The broker gets the messages the plugin's `publish` filters take (by default all, so
@@ -281,15 +280,13 @@ impl Publisher {
         self.publish(topic::dead_letter(plugin), body.to_string().into_bytes(), false);
     }
 
-    /// A processor's messages and dead letters. Its messages about one sensor (or quartier)
-    /// share their metadata through `sensors`, as the readings of the input do.
-    fn outcome(&self, plugin: &str, outcome: Outcome, sensors: &mut SensorCache) {
+    fn outcome(&self, plugin: &str, outcome: Outcome) {
         for letter in &outcome.dead_letters {
             self.dead_letter(plugin, letter);
         }
         let mut handover = Handover::new(&self.downstream);
         for message in outcome.messages {
-            self.message(plugin, message, sensors, &mut handover);
+            self.message(plugin, message, &mut handover);
         }
         handover.send();
     }
@@ -759,15 +756,13 @@ impl Input {
         mqtt::subscribe_all(&self.client, self.filters(), QoS::AtLeastOnce);
     }
 
-    /// Decodes a message and queues its readings for the processors whose filters take its
-    /// topic. `sensors` keeps one copy of each sensor's metadata for all its queued readings.
-    async fn route(&self, topic: &str, bytes: &[u8], sensors: &mut SensorCache) {
+    async fn route(&self, topic: &str, bytes: &[u8]) {
         // The host's own status and dead letters are not readings. A filter that takes them
         // (`#`) made each refused payload a dead letter, refused in turn: an endless loop.
         if topic::is_hosts_own(topic) {
             return;
         }
-        let readings = match Readings::decode(bytes, self.max_payload, sensors) {
+        let readings = match Readings::decode(bytes, self.max_payload) {
             Ok(readings) => readings,
             Err(error) => return self.refuse(topic, &error, bytes),
         };
@@ -801,7 +796,6 @@ impl Input {
 async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::Receiver<bool>) {
     let mut failures = 0;
     let mut pacing = mqtt::ReadPacing::default();
-    let mut sensors = SensorCache::default();
     loop {
         // With no event queued, the next poll reads the connection.
         if events.state.events.is_empty() && pacing.next_read() && !input.linger.is_zero() {
@@ -828,7 +822,7 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
                 let _ = input.subscribed.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                input.route(&publish.topic, &publish.payload, &mut sensors).await
+                input.route(&publish.topic, &publish.payload).await
             }
             Ok(_) => {}
             Err(error) => {
@@ -915,7 +909,6 @@ fn spawn_processor(
         .name(format!("plugin-{name}"))
         .spawn(move || {
             let mut batch = Vec::with_capacity(batching.max);
-            let mut sensors = SensorCache::default();
             while let Some(first) = queue.blocking_recv() {
                 let mut next = Next::default();
                 next.take(first, &mut batch);
@@ -930,11 +923,11 @@ fn spawn_processor(
                 let Next { tick, swap, stop } = next;
                 if !batch.is_empty() {
                     let outcome = supervisor.on_readings(&batch);
-                    publisher.outcome(&name, outcome, &mut sensors);
+                    publisher.outcome(&name, outcome);
                     batch.clear();
                 }
                 if let Some(now) = tick {
-                    publisher.outcome(&name, supervisor.on_tick(now), &mut sensors);
+                    publisher.outcome(&name, supervisor.on_tick(now));
                 }
                 if let Some(plugin) = swap {
                     // Logged and counted by the supervisor; the old build goes on if it fails.

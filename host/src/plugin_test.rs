@@ -102,7 +102,7 @@ fn report(args: &TestArgs, output: &ReplayOutput, limits: &Limits) -> anyhow::Re
     let mut limits_hit = Vec::new();
     for letter in &output.dead_letters {
         let readings: Vec<String> =
-            letter.readings.iter().map(|r| format!("{}={}", r.sensor.id, r.value)).collect();
+            letter.readings.iter().map(|r| format!("{}={}", r.sensor_id, r.value)).collect();
         eprintln!("dead letter: {} (readings: {})", letter.reason, readings.join(", "));
         if let Some(flag) = flag_to_raise(&letter.reason, limits).filter(|f| !limits_hit.contains(f)) {
             limits_hit.push(flag);

@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 use crate::clock::VirtualClock;
 use crate::payload::{self, Payload, PayloadError, Readings};
 use crate::sandbox::{DeadLetter, Limits, LoadedPlugin, Message, ProcessorSupervisor, SensorModelSupervisor};
-use crate::sensor_cache::SensorCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -109,17 +108,11 @@ pub struct ReadingFile {
     path: PathBuf,
     /// The rest of the pack of the line read last.
     pack: std::collections::VecDeque<Result<Payload, ReplayError>>,
-    sensors: SensorCache,
 }
 
 impl ReadingFile {
     pub fn open(path: &Path) -> Result<Self, ReplayError> {
-        Ok(Self {
-            lines: JsonLines::open(path)?,
-            path: path.into(),
-            pack: Default::default(),
-            sensors: Default::default(),
-        })
+        Ok(Self { lines: JsonLines::open(path)?, path: path.into(), pack: Default::default() })
     }
 }
 
@@ -136,7 +129,7 @@ impl Iterator for ReadingFile {
         };
         let path = &self.path;
         let bad = |error| ReplayError::BadReading { path: path.clone(), line, error };
-        match Readings::decode(text, usize::MAX, &mut self.sensors) {
+        match Readings::decode(text, usize::MAX) {
             Ok(Readings::One(reading)) => Some(Ok(reading)),
             Ok(pack) => {
                 self.pack = pack.into_iter().map(|packed| packed.reading.map_err(bad)).collect();
@@ -272,7 +265,7 @@ fn reading_line(reading: &Payload) -> Option<Value> {
 /// A message as one JSON object: its relative topic, then the fields of the wire format.
 fn message_line(message: Message) -> Option<Value> {
     let topic = message.topic.clone();
-    let payload = Payload::from_message(message, &mut SensorCache::none());
+    let payload = Payload::from(message);
     let mut object: Map<String, Value> = match reading_line(&payload)? {
         Value::Object(map) => map,
         _ => return None,

@@ -29,13 +29,12 @@ impl Mapping {
     /// One line of the line protocol, without the newline.
     pub fn line(&self, topic: &str, payload: &Payload) -> String {
         let stream = stream_of(topic, &self.prefix);
-        let sensor = &payload.sensor;
-        let measurement = self.measurement.replace("{stream}", stream).replace("{kind}", &sensor.kind);
+        let measurement = self.measurement.replace("{stream}", stream).replace("{kind}", &payload.kind);
         let mut line = String::with_capacity(128);
         escape_into(&mut line, &measurement, &[',', ' ']);
         let mut tags: Vec<(&str, &str)> =
-            vec![("sensor_id", &sensor.id), ("kind", &sensor.kind), ("unit", &sensor.unit)];
-        tags.extend(sensor.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            vec![("sensor_id", &payload.sensor_id), ("kind", &payload.kind), ("unit", &payload.unit)];
+        tags.extend(payload.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // InfluxDB wants tags sorted by key for the fastest writes; a message's own tag never
         // replaces one of the three above.
         tags.sort_by(|a, b| a.0.cmp(b.0));
@@ -49,7 +48,7 @@ impl Mapping {
         line.push(' ');
         line.push_str("value=");
         push_float(&mut line, payload.value);
-        let position = sensor.position.iter().flat_map(|&(lat, lon)| [("lat", lat), ("lon", lon)]);
+        let position = payload.position.iter().flat_map(|&(lat, lon)| [("lat", lat), ("lon", lon)]);
         let extra = payload.fields.iter().map(|(k, v)| (k.as_str(), *v)).chain(position);
         for (key, value) in extra.filter(|(k, v)| *k != "value" && !k.is_empty() && v.is_finite()) {
             line.push(',');
@@ -156,17 +155,22 @@ fn push_float(out: &mut String, value: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::{Fields, SensorMetadata, Tags};
+    use crate::payload::{Fields, Tags};
 
     fn payload() -> Payload {
-        let sensor = SensorMetadata::new("42-station", "temperature", "°C").at(43.6, 1.44).tagged([
-            ("station_name", "parc compans, cafarelli"),
-            ("empty", ""),
-            ("kind", "spoofed"),
-        ]);
         Payload {
+            sensor_id: "42-station".into(),
+            kind: "temperature".into(),
+            value: 12.5,
+            unit: "°C".into(),
+            time: 1_764_403_200_000,
+            position: Some((43.6, 1.44)),
             fields: Fields::from_iter([("min".into(), 11.0), ("value".into(), 99.0)]),
-            ..Payload::new(sensor, 12.5, 1_764_403_200_000)
+            tags: Tags::from_iter([
+                ("station_name".into(), "parc compans, cafarelli".into()),
+                ("empty".into(), String::new()),
+                ("kind".into(), "spoofed".into()),
+            ]),
         }
     }
 
@@ -236,9 +240,9 @@ mod tests {
     #[test]
     fn equal_signs_and_newlines_cannot_break_a_line() {
         let mut p = payload();
-        p.sensor_mut().tags = Tags::from_iter([("a=b".into(), "x\ny z".into())]);
+        p.tags = Tags::from_iter([("a=b".into(), "x\ny z".into())]);
         p.fields.clear();
-        p.sensor_mut().position = None;
+        p.position = None;
         let line = mapping("{stream}").line("toulouse/sensors/t/1", &p);
         assert!(!line.contains('\n'));
         assert!(line.contains(",a\\=b=x\\ y\\ z,"), "{line}");

@@ -37,7 +37,6 @@ use tokio::time::Instant;
 use crate::config::MqttConfig;
 use crate::mqtt::{self, BrokerAddress};
 use crate::payload::{PackedReading, Readings};
-use crate::sensor_cache::SensorCache;
 use crate::topic;
 pub use config::{HistorianConfig, InfluxConfig};
 use in_flight::{Flights, InFlight};
@@ -190,7 +189,6 @@ impl Historian {
             topics,
             mapping: Mapping { measurement: config.measurement.clone(), prefix: mqtt_config.prefix.clone() },
             max_payload: mqtt_config.max_payload,
-            sensors: Default::default(),
             metrics: metrics.clone(),
             connection: connection.clone(),
             queue: tx,
@@ -295,8 +293,6 @@ struct Input {
     topics: Vec<String>,
     mapping: Mapping,
     max_payload: usize,
-    /// Spares the decoder the allocations of each reading's metadata.
-    sensors: std::sync::Mutex<SensorCache>,
     metrics: Arc<Metrics>,
     connection: Arc<AtomicU64>,
     queue: mpsc::Sender<Item>,
@@ -367,9 +363,7 @@ impl Input {
                 Err(e) => whole(format!("status is not JSON: {e}")),
             };
         }
-        // Only the historian's task decodes: the lock is never contended.
-        let mut sensors = self.sensors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let readings = match Readings::decode(&publish.payload, self.max_payload, &mut sensors) {
+        let readings = match Readings::decode(&publish.payload, self.max_payload) {
             Ok(readings) => readings,
             Err(error) => return whole(error.to_string()),
         };

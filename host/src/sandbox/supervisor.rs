@@ -19,7 +19,7 @@ use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 use super::limits::Limits;
 use super::state::MAX_METRICS;
 use crate::clock::VirtualClock;
-use crate::payload::{Payload, SensorMetadata};
+use crate::payload::Payload;
 
 /// Under adaptive pacing, the calls between two checkpoints take at least this many times what
 /// the last checkpoint cost: snapshots then take at most about a tenth of a plugin's time,
@@ -141,8 +141,6 @@ impl Pacing {
 #[derive(Default)]
 struct SensorRegistry {
     sensors: Vec<Sensor>,
-    /// The metadata of each sensor's last reading, shared with it.
-    metadata: Vec<Arc<SensorMetadata>>,
     /// By kind, then sensor id: a look-up borrows the reading's strings. (A `(String, String)`
     /// key cost two allocations per reading, and building the `Sensor` to compare three more.)
     index: HashMap<String, HashMap<String, u32>>,
@@ -154,20 +152,14 @@ struct SensorRegistry {
 
 impl SensorRegistry {
     fn index_of(&mut self, payload: &Payload) -> Option<u32> {
-        let reading = &payload.sensor;
-        let ids = self.index.get(reading.kind.as_str());
-        if let Some(&index) = ids.and_then(|ids| ids.get(reading.id.as_str())) {
-            let known = &mut self.metadata[index as usize];
-            // The readings of a sensor decoded by one input share its metadata: the same pointer
-            // spares comparing the strings, which were written by another thread.
-            if !Arc::ptr_eq(known, reading) {
-                if **known != **reading {
-                    self.sensors[index as usize] = sensor_of(reading);
-                    if index < self.announced {
-                        self.changed.push(index);
-                    }
+        let ids = self.index.get(payload.kind.as_str());
+        if let Some(&index) = ids.and_then(|ids| ids.get(payload.sensor_id.as_str())) {
+            let known = &mut self.sensors[index as usize];
+            if !same_metadata(known, payload) {
+                *known = sensor_of(payload);
+                if index < self.announced {
+                    self.changed.push(index);
                 }
-                *known = Arc::clone(reading);
             }
             return Some(index);
         }
@@ -175,26 +167,34 @@ impl SensorRegistry {
             return None;
         }
         let index = self.sensors.len() as u32;
-        self.sensors.push(sensor_of(reading));
-        self.metadata.push(Arc::clone(reading));
-        self.index.entry(reading.kind.clone()).or_default().insert(reading.id.clone(), index);
+        self.sensors.push(sensor_of(payload));
+        self.index.entry(payload.kind.clone()).or_default().insert(payload.sensor_id.clone(), index);
         Some(index)
     }
 
     fn payload(&self, index: u32, value: f64, time: i64) -> Option<Payload> {
-        let sensor = self.metadata.get(index as usize)?;
-        Some(Payload::new(Arc::clone(sensor), value, time))
+        let sensor = self.sensors.get(index as usize)?;
+        Some(Payload::of_sensor(sensor, value, time))
     }
 }
 
-fn sensor_of(metadata: &SensorMetadata) -> Sensor {
+fn sensor_of(payload: &Payload) -> Sensor {
     Sensor {
-        id: metadata.id.clone(),
-        kind: metadata.kind.clone(),
-        unit: metadata.unit.clone(),
-        position: metadata.position.map(|(lat, lon)| Position { lat, lon }),
-        tags: metadata.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        id: payload.sensor_id.clone(),
+        kind: payload.kind.clone(),
+        unit: payload.unit.clone(),
+        position: payload.position.map(|(lat, lon)| Position { lat, lon }),
+        tags: payload.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     }
+}
+
+/// Whether a reading brings the metadata already known for its sensor, compared in place (this
+/// runs for every reading).
+fn same_metadata(known: &Sensor, payload: &Payload) -> bool {
+    known.unit == payload.unit
+        && known.position == payload.position.map(|(lat, lon)| Position { lat, lon })
+        && known.tags.len() == payload.tags.len()
+        && known.tags.iter().zip(&payload.tags).all(|((k, v), (pk, pv))| k == pk && v == pv)
 }
 
 /// The last snapshot and the host-side random state that goes with it.
@@ -600,8 +600,6 @@ pub struct SensorModelSupervisor {
     seed: u64,
     instance: Option<SensorModelSandbox>,
     sensors: Vec<Sensor>,
-    /// The same, shared by the readings of each sensor.
-    metadata: Vec<Arc<SensorMetadata>>,
     checkpoint: Checkpoint,
     consecutive_failures: u32,
     stats: PluginStats,
@@ -628,7 +626,6 @@ impl SensorModelSupervisor {
             clock,
             seed,
             instance: Some(instance),
-            metadata: sensors.iter().map(|sensor| Arc::new(SensorMetadata::from(sensor))).collect(),
             sensors,
             checkpoint: Checkpoint { state: None, rng: seed },
             consecutive_failures: 0,
@@ -714,11 +711,11 @@ impl SensorModelSupervisor {
         let n = batch.sensors.len().min(batch.values.len()).min(batch.times.len());
         let mut payloads = Vec::with_capacity(n);
         for i in 0..n {
-            let Some(sensor) = self.metadata.get(batch.sensors[i] as usize) else {
+            let Some(sensor) = self.sensors.get(batch.sensors[i] as usize) else {
                 self.stats.guest_errors += 1;
                 continue;
             };
-            payloads.push(Payload::new(Arc::clone(sensor), batch.values[i], batch.times[i]));
+            payloads.push(Payload::of_sensor(sensor, batch.values[i], batch.times[i]));
         }
         payloads
     }
@@ -729,7 +726,16 @@ mod tests {
     use super::*;
 
     fn reading(id: &str, unit: &str) -> Payload {
-        Payload::new(SensorMetadata::new(id, "temperature", unit), 1.0, 0)
+        Payload {
+            sensor_id: id.into(),
+            kind: "temperature".into(),
+            value: 1.0,
+            unit: unit.into(),
+            time: 0,
+            position: None,
+            fields: Default::default(),
+            tags: Default::default(),
+        }
     }
 
     #[test]
@@ -749,16 +755,16 @@ mod tests {
     fn a_sensor_is_its_id_and_kind_and_moves_or_new_tags_are_changes() {
         let mut registry = SensorRegistry::default();
         let mut humidity = reading("a", "%");
-        humidity.sensor_mut().kind = "humidity".into();
+        humidity.kind = "humidity".into();
         assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
         assert_eq!(registry.index_of(&humidity), Some(1), "same id, another kind: another sensor");
         registry.announced = 2;
         let mut moved = reading("a", "°C");
-        moved.sensor_mut().position = Some((43.6, 1.44));
+        moved.position = Some((43.6, 1.44));
         assert_eq!(registry.index_of(&moved), Some(0));
         assert_eq!(registry.index_of(&moved), Some(0));
         let mut tagged = moved.clone();
-        tagged.sensor_mut().tags.insert("quartier".into(), "Capitole".into());
+        tagged.tags.insert("quartier".into(), "Capitole".into());
         assert_eq!(registry.index_of(&tagged), Some(0));
         assert_eq!(registry.changed, vec![0, 0], "the move, then the tag; the repeat was no change");
         assert_eq!(registry.sensors[0].tags, vec![("quartier".to_string(), "Capitole".to_string())]);

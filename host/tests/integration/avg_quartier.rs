@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use garonne::payload::{Payload, SensorMetadata};
+use garonne::payload::Payload;
 use garonne::replay::{ReplayOptions, replay_readings};
 use garonne::sandbox::{Limits, PluginEngine};
 use serde_json::Value;
@@ -34,7 +34,16 @@ fn run(readings: &[Payload], options: &ReplayOptions) -> garonne::replay::Replay
 }
 
 fn reading(id: &str, lat: f64, lon: f64, value: f64, time: i64) -> Payload {
-    Payload::new(SensorMetadata::new(id, "temperature", "°C").at(lat, lon), value, time)
+    Payload {
+        sensor_id: id.into(),
+        kind: "temperature".into(),
+        value,
+        unit: "°C".into(),
+        time,
+        position: Some((lat, lon)),
+        fields: Default::default(),
+        tags: Default::default(),
+    }
 }
 
 /// (station id, quartier id or "") from host/tests/fixtures/station-quartiers.csv.

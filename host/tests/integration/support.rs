@@ -279,10 +279,18 @@ pub fn reading(sensor: &str, kind: &str, value: f64, ts: i64) -> String {
 
 /// Temperatures of one sensor `s1`, one second apart from time 0, for supervisor tests.
 pub fn readings(values: &[f64]) -> Vec<garonne::payload::Payload> {
-    let sensor = std::sync::Arc::new(garonne::payload::SensorMetadata::new("s1", "temperature", "°C"));
     values
         .iter()
         .enumerate()
-        .map(|(i, &value)| garonne::payload::Payload::new(sensor.clone(), value, 1_000 * i as i64))
+        .map(|(i, &value)| garonne::payload::Payload {
+            sensor_id: "s1".into(),
+            kind: "temperature".into(),
+            value,
+            unit: "°C".into(),
+            time: 1_000 * i as i64,
+            position: None,
+            fields: Default::default(),
+            tags: Default::default(),
+        })
         .collect()
 }
