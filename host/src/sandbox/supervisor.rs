@@ -499,9 +499,17 @@ impl ProcessorSupervisor {
         instance.set_rng_state(self.checkpoint.rng);
         if replay {
             for call in &self.journal {
-                match call {
-                    Call::Readings(batch) => drop(instance.on_readings(batch)),
-                    Call::Tick(now) => drop(instance.on_tick(*now)),
+                let replayed = match call {
+                    Call::Readings(batch) => instance.on_readings(batch),
+                    Call::Tick(now) => instance.on_tick(*now),
+                };
+                // A guest error is the answer the call gave the first time. A failure (a
+                // deadline, the memory cap, a trap) leaves an instance wasmtime will not enter
+                // again: kept, it failed the next call with "cannot enter component instance"
+                // and made a dead letter of a good reading (a slow JavaScript plugin replaying
+                // its journal on a busy machine). The next attempt starts without the journal.
+                if let Err(CallError::Failed(failure)) = replayed {
+                    return Err(CallError::Failed(failure));
                 }
             }
         } else {

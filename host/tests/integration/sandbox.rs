@@ -139,6 +139,29 @@ fn a_trap_is_recovered_from_the_snapshot_and_the_journal() {
 }
 
 #[test]
+fn a_replay_that_fails_gives_up_its_journal_and_the_next_reading_is_processed() {
+    let engine = engine();
+    const TRAP: f64 = 99.0;
+    let limits = Limits { call_deadline_ms: 500, ..relaxed() };
+    let mut plugin = hostile_with(&engine, "loop_on_replay", limits, 2, &[("trap_value", "99")]);
+    // A snapshot after the second call, then the poison reading, which only loops when replayed.
+    assert_eq!(counts(&plugin.on_readings(&readings(&[1.0]))), vec![1.0]);
+    assert_eq!(counts(&plugin.on_readings(&readings(&[2.0]))), vec![2.0]);
+    assert_eq!(counts(&plugin.on_readings(&readings(&[POISON]))), vec![3.0]);
+    assert_eq!(dead_values(&plugin.on_readings(&readings(&[TRAP]))), vec![TRAP]);
+
+    // The restart replays the poison reading from the journal: it runs past the deadline. The
+    // instance it leaves cannot be entered again, so the restart must begin again without the
+    // journal (the poison reading's effect is lost, the snapshot's kept) rather than hand the
+    // next reading to a dead instance.
+    let outcome = plugin.on_readings(&readings(&[5.0]));
+    assert_eq!(dead_values(&outcome), Vec::<f64>::new(), "{:?}", outcome.dead_letters);
+    assert_eq!(counts(&outcome), vec![3.0], "counted on from the snapshot (2)");
+    assert_eq!(plugin.stats().trap_failures, 1, "only the trap value trapped");
+    assert_eq!(counts(&plugin.on_readings(&readings(&[6.0]))), vec![4.0]);
+}
+
+#[test]
 fn an_enormous_list_of_outputs_is_cut_at_the_cap() {
     let engine = engine();
     let limits = Limits { max_messages: 1_000, ..relaxed() };

@@ -18,13 +18,17 @@
 //!     the series of an instance must stop it, with a trap);
 //!   - `publish_in_init`: not a poison value: `init` itself calls `host.publish`, which only
 //!     `on-readings` and `on-tick` may (a trap, so `init` fails);
+//!   - `loop_on_replay`: an ordinary reading on the instance that first sees it, but spins
+//!     forever on an instance restored from a snapshot: a call that passed once and runs past
+//!     the deadline when the host replays it after a restart (a slow plugin on a busy machine);
 //!   - `escape`: tries to get out of the sandbox (files, environment, arguments, a TCP connection
 //!     to `target`) and reports on the topic `escape`, one field per attempt, 1 if it got through.
 //! - `poison` (a number): without it nothing bad ever happens;
+//! - `trap_value` (a number, any mode): a reading of this value panics;
 //! - `flood_count` (default 100000);
 //! - `target` (`host:port` for `escape`, default `127.0.0.1:1883`).
 //!
-//! The poison reading is not counted.
+//! The poison reading is not counted (unless it did nothing: `loop_on_replay` before a restore).
 
 use garonne_sdk::{Config, Message, Output, Processor, Reading, Series};
 use serde::{Deserialize, Serialize};
@@ -37,13 +41,22 @@ struct Hostile {
     #[serde(skip)]
     poison: Option<f64>,
     #[serde(skip)]
+    trap_value: Option<f64>,
+    /// False on a new instance, true on one restored from a snapshot.
+    #[serde(skip, default = "restored")]
+    restored: bool,
+    #[serde(skip)]
     flood_count: u64,
     #[serde(skip)]
     target: String,
 }
 
-const VALID_MODES: &str = "use loop, oom, trap, error, flood, flood_points, series_gap, undeclared, series_bomb, publish_in_init \
-     or escape";
+const VALID_MODES: &str = "use loop, oom, trap, error, flood, flood_points, series_gap, undeclared, series_bomb, publish_in_init, \
+     loop_on_replay or escape";
+
+fn restored() -> bool {
+    true
+}
 
 /// What the poison value does; `Default` only because serde-skipped fields need one.
 #[derive(Default, Clone, Copy)]
@@ -59,6 +72,7 @@ enum Mode {
     Undeclared,
     SeriesBomb,
     PublishInInit,
+    LoopOnReplay,
     Escape,
 }
 
@@ -75,11 +89,13 @@ impl Processor for Hostile {
             Some("undeclared") => Mode::Undeclared,
             Some("publish_in_init") => Mode::PublishInInit,
             Some("series_bomb") => Mode::SeriesBomb,
+            Some("loop_on_replay") => Mode::LoopOnReplay,
             Some("escape") => Mode::Escape,
             Some(other) => return Err(format!("unknown mode {other:?}: {VALID_MODES}")),
             None => return Err(format!("config `mode` is missing: {VALID_MODES}")),
         };
         self.poison = config.get_f64("poison")?;
+        self.trap_value = config.get_f64("trap_value")?;
         self.flood_count = config.u64_or("flood_count", 100_000)?;
         self.target = config.str_or("target", "127.0.0.1:1883").to_owned();
         if let Mode::PublishInInit = self.mode {
@@ -89,7 +105,11 @@ impl Processor for Hostile {
     }
 
     fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
-        if Some(reading.value()) == self.poison {
+        if Some(reading.value()) == self.trap_value {
+            panic!("hostile: trap value {}", reading.value());
+        }
+        let harmless = matches!(self.mode, Mode::LoopOnReplay) && !self.restored;
+        if Some(reading.value()) == self.poison && !harmless {
             if let Mode::Error = self.mode {
                 return Err(format!("hostile: refusing poison value {}", reading.value()));
             }
@@ -105,7 +125,7 @@ impl Processor for Hostile {
 impl Hostile {
     fn misbehave(&self, reading: &Reading<'_>, out: &mut Output) {
         match self.mode {
-            Mode::Loop => spin_forever(),
+            Mode::Loop | Mode::LoopOnReplay => spin_forever(),
             Mode::Oom => eat_memory(),
             Mode::Trap => panic!("hostile: poison value {}", reading.value()),
             Mode::Error => {} // answered in on_reading, which can return the error
