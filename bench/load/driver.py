@@ -340,8 +340,10 @@ class Bench:
         in_process = plugins in ("chain", "internal")
         avg_input = ("toulouse/sensors/#" if avg_only else
                      "plugin:quality_filter:toulouse/clean/#" if in_process else "toulouse/clean/#")
-        capacity = self.args.queue_capacity
-        runtime = f"\n[runtime]\nqueue_capacity = {capacity}\n" if capacity else ""
+        settings = [(key, value) for key, value in (("queue_capacity", self.args.queue_capacity),
+                                                    ("queue_bytes", self.args.queue_bytes)) if value]
+        runtime = "".join(f"{key} = {value}\n" for key, value in settings)
+        runtime = f"\n[runtime]\n{runtime}" if runtime else ""
         text = f"""# Written by bench/load/driver.py
 [mqtt]
 client_id = "garonne-bench"
@@ -948,6 +950,8 @@ def main():
     parser.add_argument("--interval-s", type=float, default=300, help="event time between two readings of a sensor")
     parser.add_argument("--queue-capacity", type=int,
                         help="the host's runtime.queue_capacity (default: the host's own, 10,000 readings)")
+    parser.add_argument("--queue-bytes", type=int,
+                        help="the host's runtime.queue_bytes (default: the host's own, 4 MiB a queue)")
     parser.add_argument("--pack", type=int, default=1,
                         help="readings per MQTT message (default 1; more: a JSON array, as a gateway sends them, "
                              "on the topics of 100 gateways); rates stay in readings per second")

@@ -117,6 +117,11 @@ pub struct RuntimeConfig {
     /// the input connection, or the worker of that plugin: memory stays bounded and nothing is
     /// dropped.
     pub queue_capacity: usize,
+    /// Bytes of memory each processor's queue may hold, counting what its worker is processing
+    /// (at most 4 GiB): a full queue pauses its senders as `queue_capacity` does. A sensor's
+    /// reading takes about 400 bytes; a payload may take up to 64 KiB, and a slot what one call
+    /// of a plugin read in process emitted, so slots alone do not bound memory.
+    pub queue_bytes: usize,
     /// Calls between two snapshots of a processor's state, at the least: a plugin whose
     /// snapshots are costly gets them less often, so that they take at most about a tenth of its
     /// time (and never more than 100,000 readings apart).
@@ -125,6 +130,9 @@ pub struct RuntimeConfig {
     /// running one's state, between two batches.
     pub watch: bool,
 }
+
+/// 4 MiB: about 10,000 of a sensor's readings, as many as `queue_capacity`'s default slots.
+const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A batch linger longer than this would hold readings longer than the tick that closes windows.
 const MAX_BATCH_LINGER_MS: u64 = 1_000;
@@ -141,6 +149,7 @@ impl Default for RuntimeConfig {
             batch_max: 1_000,
             batch_linger_ms: 2,
             queue_capacity: 10_000,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             checkpoint_every: 16,
             watch: false,
         }
@@ -366,6 +375,13 @@ impl PipelineConfig {
             return Err(ConfigError::Invalid(
                 "runtime.batch_max, runtime.tick_ms and runtime.queue_capacity must be > 0".into(),
             ));
+        }
+        if self.runtime.queue_bytes == 0 || self.runtime.queue_bytes > crate::queue::MAX_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.queue_bytes is {}: give the bytes each processor's queue may hold, from 1 to {} (default {DEFAULT_QUEUE_BYTES})",
+                self.runtime.queue_bytes,
+                crate::queue::MAX_BYTES
+            )));
         }
         if self.runtime.batch_linger_ms > MAX_BATCH_LINGER_MS {
             return Err(ConfigError::Invalid(format!(

@@ -7,7 +7,7 @@
 //! - [`payload`]: the JSON messages on the wire, and [`topic`]: the MQTT topic scheme.
 //! - [`mqtt`]: the connection to a broker, and [`broker`]: the embedded one for the demo.
 //! - [`pipeline`]: wires sensor models and processors to MQTT, as a [`config::PipelineConfig`]
-//!   says.
+//!   says, each processor behind a queue bounded in readings and in bytes.
 //! - [`historian`]: stores streams in InfluxDB (or line-protocol files), losing nothing.
 
 pub mod broker;
@@ -17,6 +17,7 @@ pub mod historian;
 pub mod mqtt;
 pub mod payload;
 pub mod pipeline;
+mod queue;
 pub mod replay;
 pub mod sandbox;
 pub mod scaffold;

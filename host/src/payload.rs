@@ -354,6 +354,29 @@ impl Payload {
 }
 
 impl Payload {
+    /// About how many bytes of memory this payload takes when shared (`Arc<Payload>`): what a
+    /// queue counts it for. Each allocation is rounded as glibc's malloc rounds it (16 bytes,
+    /// 8 of them its header, 32 at the least), which for a reading's short strings is most of
+    /// their cost.
+    pub fn footprint(&self) -> usize {
+        let strings = [&self.sensor_id, &self.kind, &self.unit].map(|s| allocation(s.capacity()));
+        let tags = self.tags.iter().map(|(k, v)| allocation(k.capacity()) + allocation(v.capacity()));
+        let fields = self.fields.iter().map(|(k, _)| allocation(k.capacity()));
+        allocation(2 * size_of::<usize>() + size_of::<Self>())
+            + strings.iter().sum::<usize>()
+            + allocation(self.tags.len() * size_of::<(String, String)>())
+            + tags.sum::<usize>()
+            + allocation(self.fields.len() * size_of::<(String, f64)>())
+            + fields.sum::<usize>()
+    }
+}
+
+/// What malloc takes for `bytes` (0: no allocation).
+fn allocation(bytes: usize) -> usize {
+    if bytes == 0 { 0 } else { (bytes + 8).next_multiple_of(16).max(32) }
+}
+
+impl Payload {
     /// A reading of `sensor`.
     pub fn of_sensor(sensor: &crate::sandbox::Sensor, value: f64, time: Millis) -> Self {
         Payload {
@@ -506,6 +529,23 @@ mod tests {
         assert_eq!(decode(&escaped).map(|p| p.time), Ok(1_795_939_200_250));
         let again = Payload::decode(&payload.encode().expect("encodable"), DEFAULT_MAX_PAYLOAD);
         assert_eq!(again, Ok(payload));
+    }
+
+    /// The bytes a queue counts a reading for: a sensor's reading of the load bench, by hand
+    /// (Arc and payload 208, three short strings 32 each, one tag: its vector 64, its key and
+    /// value 32 each), and a large tag counted in full.
+    #[test]
+    fn a_readings_footprint_counts_each_allocation_as_malloc_takes_it() {
+        let text = r#"{"sensor_id":"4004","kind":"temperature","value":12.5,"unit":"°C",
+            "ts":"2026-11-29T08:00:00.250Z","lat":43.6,"lon":1.44,"tags":{"station_name":"Toulouse Ponsan"}}"#;
+        let reading = decode(text).expect("valid payload");
+        let by_hand = (16 + size_of::<Payload>() + 8).next_multiple_of(16) + 3 * 32 + 64 + 2 * 32;
+        assert_eq!(reading.footprint(), by_hand);
+        assert!((350..=500).contains(&by_hand), "{by_hand}");
+
+        let large = text.replace("Toulouse Ponsan", &"x".repeat(40_000));
+        let large = decode(&large).expect("valid payload");
+        assert_eq!(large.footprint(), by_hand - 32 + 40_016);
     }
 
     /// Tags and fields come out sorted by name whatever their order on the wire, a repeated name

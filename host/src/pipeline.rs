@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Packet, QoS, Request};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::clock::VirtualClock;
 use crate::config::{ConfigError, Input as InputSpec, PipelineConfig, PluginConfig};
 use crate::mqtt::{self, BrokerAddress, MqttError};
 use crate::payload::{self, PackedReading, Payload, PayloadError, Readings};
+use crate::queue::{self, Held};
 use crate::sandbox::{
     CallError, DeadLetter, LoadError, LoadedPlugin, Message, Outcome, PluginEngine, PluginStats,
     ProcessorSupervisor, SensorModelSupervisor, World,
@@ -103,14 +104,22 @@ impl StatsBoard {
         self.decode_errors.load(Ordering::Relaxed)
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    /// The status message; each processor's entry also says how many bytes its queue holds
+    /// (`queued_bytes`): a backlog that grows is a processor that cannot keep up.
+    fn to_json(&self, queues: &[(String, queue::Sender<Work>)]) -> serde_json::Value {
+        let mut plugins = json!(self.plugins());
+        for (name, queue) in queues {
+            if let Some(entry) = plugins.get_mut(name).and_then(|e| e.as_object_mut()) {
+                entry.insert("queued_bytes".into(), queue.bytes_held().into());
+            }
+        }
         json!({
             "state": "online",
             // The historian stores a status at this time, so a retained one read again is one point.
             "ts": crate::clock::wall_clock_millis(),
             "readings_in": self.readings_in.load(Ordering::Relaxed),
             "decode_errors": self.decode_errors(),
-            "plugins": self.plugins(),
+            "plugins": plugins,
         })
     }
 }
@@ -137,7 +146,7 @@ struct Consumer {
     /// Its topic filters: a message they match reaches it through the broker already, so it is
     /// not handed over too (each message once per reader).
     broker_filters: TopicFilters,
-    queue: mpsc::Sender<Work>,
+    queue: queue::Sender<Work>,
 }
 
 impl Consumer {
@@ -150,7 +159,9 @@ impl Consumer {
 
     /// Waits for room in the queue: a slow reader slows its upstream down, nothing is dropped.
     fn send(&self, payloads: Vec<Shared>) {
-        if self.queue.blocking_send(Work::Readings(payloads)).is_err() {
+        let cost =
+            payloads.iter().map(|p| p.footprint()).sum::<usize>() + payloads.capacity() * size_of::<Shared>();
+        if self.queue.blocking_send(Work::Readings(payloads), cost).is_err() {
             tracing::warn!(plugin = self.name, "stopped: messages were not handed over to it");
         }
     }
@@ -299,7 +310,7 @@ pub struct RunningPipeline {
     pub embedded: Option<EmbeddedBroker>,
     pub stats: Arc<StatsBoard>,
     shutdown: watch::Sender<bool>,
-    processor_queues: Vec<mpsc::Sender<Work>>,
+    processor_queues: Vec<(String, queue::Sender<Work>)>,
     model_stops: Vec<std::sync::mpsc::Sender<()>>,
     model_workers: Vec<JoinHandle<()>>,
     workers: Vec<ProcessorWorker>,
@@ -328,7 +339,7 @@ struct ProcessorWorker {
     /// 0 for a processor that reads no other processor in process, else one more than the
     /// deepest processor it reads: the order of the stop.
     stage: usize,
-    queue: mpsc::Sender<Work>,
+    queue: queue::Sender<Work>,
     thread: JoinHandle<()>,
 }
 
@@ -418,7 +429,7 @@ impl RunningPipeline {
             .processors
             .iter()
             .map(|(supervisor, _)| {
-                let (tx, rx) = mpsc::channel(config.runtime.queue_capacity);
+                let (tx, rx) = queue::bounded(config.runtime.queue_capacity, config.runtime.queue_bytes);
                 ((supervisor.name().to_owned(), tx), rx)
             })
             .unzip();
@@ -445,7 +456,7 @@ impl RunningPipeline {
             if !filters.is_empty() {
                 routes.push(Route { filters: TopicFilters::new(filters), queue: tx.clone() });
             }
-            pipeline.processor_queues.push(tx);
+            pipeline.processor_queues.push((name, tx));
         }
         let (subscribed_tx, mut subscribed) = watch::channel(routes.is_empty());
         let input = Input {
@@ -492,7 +503,8 @@ impl RunningPipeline {
             clock,
             Duration::from_millis(config.runtime.tick_ms),
         )));
-        pipeline.tasks.push(tokio::spawn(report_status(stats, out_client, status_topic)));
+        let queues = pipeline.processor_queues.clone();
+        pipeline.tasks.push(tokio::spawn(report_status(stats, queues, out_client, status_topic)));
         if !watched.is_empty() {
             pipeline.tasks.push(tokio::spawn(watch_builds(plugins.engine.clone(), watched)));
         }
@@ -518,7 +530,7 @@ impl RunningPipeline {
             let first = workers.iter().map(|w| w.stage).min().unwrap_or_default();
             let (now, later): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.stage == first);
             for worker in &now {
-                let _ = worker.queue.send(Work::Stop).await;
+                let _ = worker.queue.send(Work::Stop, 0).await;
             }
             join(now.into_iter().map(|w| w.thread).collect()).await;
             workers = later;
@@ -687,7 +699,7 @@ fn topic_filters(plugin: &PluginConfig, prefix: &str) -> Vec<String> {
 fn consumers_of(
     upstream: &str,
     config: &PipelineConfig,
-    queues: &BTreeMap<String, mpsc::Sender<Work>>,
+    queues: &BTreeMap<String, queue::Sender<Work>>,
 ) -> Vec<Consumer> {
     let mut consumers = Vec::new();
     for plugin in &config.plugins {
@@ -732,7 +744,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 struct Route {
     filters: TopicFilters,
-    queue: mpsc::Sender<Work>,
+    queue: queue::Sender<Work>,
 }
 
 struct Input {
@@ -784,10 +796,11 @@ impl Input {
     async fn deliver(&self, topic: &str, reading: Payload) {
         self.stats.readings_in.fetch_add(1, Ordering::Relaxed);
         // The broker sends only what some route subscribed to: the reading is nearly always wanted.
+        let cost = reading.footprint();
         let reading = Arc::new(reading);
         for route in self.routes.iter() {
             if route.filters.matches(topic) {
-                let _ = route.queue.send(Work::Reading(Arc::clone(&reading))).await;
+                let _ = route.queue.send(Work::Reading(Arc::clone(&reading)), cost).await;
             }
         }
     }
@@ -866,25 +879,30 @@ async fn drive_output(
     }
 }
 
-async fn tick_processors(queues: Vec<mpsc::Sender<Work>>, clock: VirtualClock, every: Duration) {
+async fn tick_processors(queues: Vec<(String, queue::Sender<Work>)>, clock: VirtualClock, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;
         let now = clock.now();
-        for queue in &queues {
+        for (_, queue) in &queues {
             // A tick only says what time it is: if a queue is full, the next one will do.
-            let _ = queue.try_send(Work::Tick(now));
+            queue.try_send_free(Work::Tick(now));
         }
     }
 }
 
-async fn report_status(stats: Arc<StatsBoard>, client: AsyncClient, topic: String) {
+async fn report_status(
+    stats: Arc<StatsBoard>,
+    queues: Vec<(String, queue::Sender<Work>)>,
+    client: AsyncClient,
+    topic: String,
+) {
     let mut interval = tokio::time::interval(STATUS_EVERY);
     interval.tick().await;
     loop {
         interval.tick().await;
-        let report = stats.to_json();
+        let report = stats.to_json(&queues);
         tracing::info!("status: {report}");
         let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, report.to_string());
     }
@@ -899,7 +917,7 @@ struct Batching {
 
 fn spawn_processor(
     mut supervisor: ProcessorSupervisor,
-    mut queue: mpsc::Receiver<Work>,
+    mut queue: queue::Receiver<Work>,
     publisher: Publisher,
     batching: Batching,
     stats: Arc<StatsBoard>,
@@ -920,12 +938,15 @@ fn spawn_processor(
                     std::thread::sleep(batching.linger);
                     next.gather(&mut queue, &mut batch, batching.max);
                 }
-                let Next { tick, swap, stop } = next;
+                let Next { tick, swap, stop, held } = next;
                 if !batch.is_empty() {
                     let outcome = supervisor.on_readings(&batch);
                     publisher.outcome(&name, outcome);
                     batch.clear();
                 }
+                // The batch's bytes count until the plugin is done with it and its output has
+                // been handed on: what this worker holds is part of its queue's budget.
+                drop(held);
                 if let Some(now) = tick {
                     publisher.outcome(&name, supervisor.on_tick(now));
                 }
@@ -960,16 +981,18 @@ struct Next {
     tick: Option<i64>,
     swap: Option<Arc<LoadedPlugin>>,
     stop: bool,
+    /// The bytes of the batch's readings, given back to the queue after the call.
+    held: Held,
 }
 
 impl Next {
     /// Natural batching: whatever queued up while the last call ran goes in the next; a new
     /// build takes over after the readings queued before it.
-    fn gather(&mut self, queue: &mut mpsc::Receiver<Work>, batch: &mut Vec<Shared>, max: usize) {
+    fn gather(&mut self, queue: &mut queue::Receiver<Work>, batch: &mut Vec<Shared>, max: usize) {
         while batch.len() < max && self.swap.is_none() {
             match queue.try_recv() {
-                Ok(work) => self.take(work, batch),
-                Err(_) => break,
+                Some(work) => self.take(work, batch),
+                None => break,
             }
         }
     }
@@ -978,7 +1001,8 @@ impl Next {
         self.tick.is_none() && self.swap.is_none() && !self.stop
     }
 
-    fn take(&mut self, work: Work, batch: &mut Vec<Shared>) {
+    fn take(&mut self, (work, held): (Work, Held), batch: &mut Vec<Shared>) {
+        self.held.merge(held);
         match work {
             Work::Reading(reading) => batch.push(reading),
             Work::Readings(mut readings) => batch.append(&mut readings),
@@ -1032,7 +1056,7 @@ fn spawn_model(mut run: ModelRun) -> Result<JoinHandle<()>, PipelineError> {
 struct Watched {
     name: String,
     path: PathBuf,
-    queue: mpsc::Sender<Work>,
+    queue: queue::Sender<Work>,
 }
 
 /// How often the watched files are looked at. Polling a handful of files costs nothing and
@@ -1071,7 +1095,7 @@ async fn watch_builds(engine: Arc<PluginEngine>, watched: Vec<Watched>) {
             match tokio::task::spawn_blocking(move || engine.load(&path)).await {
                 Ok(Ok(mut loaded)) if loaded.info.world == World::Processor => {
                     loaded.info.name = plugin.name.clone();
-                    let _ = plugin.queue.send(Work::Swap(Arc::new(loaded))).await;
+                    let _ = plugin.queue.send(Work::Swap(Arc::new(loaded)), 0).await;
                 }
                 Ok(Ok(loaded)) => tracing::error!(
                     plugin = plugin.name,

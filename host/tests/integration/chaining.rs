@@ -160,6 +160,22 @@ async fn every_reading_is_processed_once_through_overlapping_inputs_and_full_que
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_bounded_in_bytes_below_one_batch_still_lose_nothing() {
+    let mosquitto = Mosquitto::start();
+    // 1,500 bytes: three or four readings from the broker, less than most of what one call of
+    // quality_filter hands over to avg_quartier. An item larger than the budget must wait for an
+    // empty queue, not forever, and a sender waiting for bytes must not drop what it holds.
+    let minutes = 60;
+    let mut config = chain(&["toulouse/sensors/#"], &["plugin:quality_filter:toulouse/clean/#"]);
+    config.runtime.queue_bytes = 1_500;
+    let (windows, stats) = run(&mosquitto, config, minutes).await;
+    let (readings, clean) = recorded_readings(minutes);
+    assert_eq!(total(&windows), clean as f64, "each clean reading in exactly one window");
+    assert_eq!(stats["quality_filter"].readings_in, readings.len() as u64 + 1);
+    assert_eq!(stats["avg_quartier"].readings_in, clean as u64 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_kept_in_process_reaches_its_reader_and_not_the_broker() {
     let mosquitto = Mosquitto::start();
     let minutes = 20;
