@@ -69,9 +69,31 @@ pub fn qos(level: u8) -> QoS {
     }
 }
 
+/// How long a connection may stay silent before the client or the broker calls it dead.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The same for a connection whose reader pauses when its queues are full (the pipeline's
+/// input). While it pauses, the broker's PINGRESP waits behind the readings in the socket: a
+/// pause of two keep-alives of 15 s (a plugin restarting again and again behind its backlog)
+/// dropped the connection, and the broker sent again the readings whose acknowledgements had
+/// not gone out, duplicates at QoS 1. 60 s is what paho and mosquitto_sub use by default; a
+/// broker that goes away closes the socket, which is noticed at once whatever this is.
+const PAUSING_KEEP_ALIVE: Duration = Duration::from_secs(60);
+
 /// A client and its event loop; the loop must be polled for anything to happen.
 pub fn connect(address: &BrokerAddress, config: &MqttConfig, client_id: &str) -> (AsyncClient, EventLoop) {
     AsyncClient::new(options(address, config, client_id), 1_000)
+}
+
+/// Like [`connect`], for a connection that stops being read while its reader's queues are full
+/// (back-pressure): a longer keep-alive, so that a long pause does not drop it.
+pub fn connect_pausing(
+    address: &BrokerAddress,
+    config: &MqttConfig,
+    client_id: &str,
+) -> (AsyncClient, EventLoop) {
+    let mut options = options(address, config, client_id);
+    options.set_keep_alive(PAUSING_KEEP_ALIVE);
+    AsyncClient::new(options, 1_000)
 }
 
 /// Like [`connect`], but incoming QoS 1 messages are acknowledged only when the caller says so
@@ -89,7 +111,7 @@ pub fn connect_manual_acks(
 
 fn options(address: &BrokerAddress, config: &MqttConfig, client_id: &str) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, address.host.clone(), address.port);
-    options.set_keep_alive(Duration::from_secs(15));
+    options.set_keep_alive(KEEP_ALIVE);
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     options.set_inflight(100);
     // Persistent sessions: QoS 1 messages sent while the host reconnects are kept for it.

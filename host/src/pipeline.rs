@@ -385,7 +385,7 @@ impl RunningPipeline {
 
         let client_id = config.mqtt.client_id.clone();
         let (out_client, out_loop) = mqtt::connect(&broker, &config.mqtt, &client_id);
-        let (in_client, in_loop) = mqtt::connect(&broker, &config.mqtt, &format!("{client_id}-in"));
+        let (in_client, in_loop) = mqtt::connect_pausing(&broker, &config.mqtt, &format!("{client_id}-in"));
         let (shutdown, _) = watch::channel(false);
         let stats = Arc::new(StatsBoard::default());
         let publisher = Publisher {
