@@ -551,6 +551,20 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_byte_budget_of_zero_or_past_4_gib_is_refused() {
+        let mut config: PipelineConfig =
+            toml::from_str("[runtime]\nqueue_bytes = 1_048_576\n[[plugin]]\npath = \"a.wasm\"\n")
+                .expect("parses");
+        assert!(config.validate().is_ok());
+        for refused in [0, crate::queue::MAX_BYTES + 1] {
+            config.runtime.queue_bytes = refused;
+            let message = config.validate().expect_err("out of range").to_string();
+            assert!(message.contains(&format!("runtime.queue_bytes is {refused}")), "{message}");
+            assert!(message.contains("default 4194304"), "{message}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let result: Result<PipelineConfig, _> = toml::from_str("[mqtt]\nurll = \"x\"\n");
         let message = result.expect_err("unknown key").to_string();
