@@ -304,7 +304,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 /// front of the next person who measures. Each command counts as one test: it fails when it
 /// exits non-zero, and the scripts exit non-zero when what they check does not hold (every point
 /// stored, every step of the load bench without loss, both sides of the offline comparison
-/// publishing). The scripts start their own Mosquitto and InfluxDB on loopback, and run the debug
+/// publishing, every large reading taken in once). The scripts start their own Mosquitto and InfluxDB on loopback, and run the debug
 /// host that the tests above built.
 fn bench_smoke(host: &Path, cargo: &dyn Fn() -> Command, totals: &mut Totals) -> Result<(), String> {
     let root = root();
@@ -334,7 +334,8 @@ fn bench_smoke(host: &Path, cargo: &dyn Fn() -> Command, totals: &mut Totals) ->
     };
     totals.check(in_venv("bench/offline.py").args([&host, "1"]))?;
     totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--host", &host]))?;
-    totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--pack", "10", "--host", &host]))
+    totals.check(in_venv("bench/load/driver.py").args(["--smoke", "--pack", "10", "--host", &host]))?;
+    totals.check(in_venv("bench/large_readings.py").args([&host, "--readings", "300", "--tag-bytes", "2000"]))
 }
 
 /// `cargo xtask bench-smoke`: the last part of `cargo xtask test` alone.
