@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,26 +26,12 @@ import time
 
 import paho.mqtt.client as mqtt
 
+# The same loopback helpers as the historian bench (this folder is on the path of a script run).
+from historian import free_port, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T0 = 1_795_939_200_000  # 2026-11-29T08:00:00Z
 SENSORS = 400
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"large_readings: nothing listens on {port}")
 
 
 def peak_rss_mib(pid):
