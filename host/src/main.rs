@@ -102,11 +102,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mqtt = config.mqtt.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut pipeline = RunningPipeline::start(config).await?;
+        // The historian subscribes before the sensors start, so that it stores a run's first readings.
+        let prepared = RunningPipeline::prepare(config).await?;
         let historian = match historian {
-            Some(historian) => Some(Historian::start(historian, &mqtt, &pipeline.broker).await?),
+            Some(historian) => Some(Historian::start(historian, &mqtt, prepared.broker()).await?),
             None => None,
         };
+        let mut pipeline = prepared.start_sensors().await?;
         match &pipeline.embedded {
             Some(embedded) => {
                 eprintln!("Embedded MQTT broker listening on mqtt://{}", embedded.mqtt);
@@ -128,11 +130,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = pipeline.simulation_finished() => eprintln!("The sensor models reached --to."),
         }
         eprintln!("Stopping: finishing the messages in hand...");
+        let pipeline_is_embedded = pipeline.embedded.is_some();
         let stats = pipeline.stop().await;
         for (name, stats) in stats {
             eprintln!("  {name}: {}", serde_json::to_string(&stats).unwrap_or_default());
         }
         if let Some(historian) = historian {
+            if pipeline_is_embedded {
+                eprintln!("  the historian takes in what the embedded broker still holds for it (Ctrl-C: stop now and lose it)");
+                tokio::select! {
+                    _ = historian.take_everything() => {}
+                    _ = tokio::signal::ctrl_c() => eprintln!("  stopped: the embedded broker's messages for the historian are lost"),
+                }
+            }
             let metrics = historian.stop().await;
             eprintln!("  historian: {}", serde_json::to_string(&metrics).unwrap_or_default());
         }

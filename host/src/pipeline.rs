@@ -369,6 +369,13 @@ impl RunningPipeline {
     /// Loads every plugin, connects to the broker (or starts the embedded one) and starts the
     /// workers. Fails before anything runs if a plugin cannot load or start.
     pub async fn start(config: PipelineConfig) -> Result<Self, PipelineError> {
+        Self::prepare(config).await?.start_sensors().await
+    }
+
+    /// Starts everything but the sensor models: the broker, the processors and their
+    /// subscriptions. Whatever else must read the first readings of a run (the historian)
+    /// subscribes before [`PreparedPipeline::start_sensors`].
+    pub async fn prepare(config: PipelineConfig) -> Result<PreparedPipeline, PipelineError> {
         config.validate()?;
         let (clock, end) = virtual_clock(&config)?;
         let plugins = tokio::task::block_in_place(|| start_plugins(&config, &clock))?;
@@ -474,41 +481,16 @@ impl RunningPipeline {
         if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
             tracing::warn!("the broker has not acknowledged the subscriptions yet; starting anyway");
         }
-        let fast = end.map(|end| {
-            let origin = clock.now();
-            let progress = plugins.models.iter().map(|_| std::sync::atomic::AtomicI64::new(origin)).collect();
-            let (finished, receiver) = watch::channel(0);
-            pipeline.models_finished = Some((receiver, plugins.models.len()));
-            FastRun { end, progress: Arc::new(progress), finished: Arc::new(finished) }
-        });
-        for (index, (supervisor, interval_s)) in plugins.models.into_iter().enumerate() {
-            publish_station_metadata(&out_client, &config.mqtt.prefix, &supervisor).await;
-            let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-            let name = supervisor.name();
-            let own = publisher.for_plugin(consumers_of(name, &config, &queues), config.plugin(name));
-            let model = ModelRun {
-                supervisor,
-                interval_s,
-                clock: clock.clone(),
-                stop: stop_rx,
-                publisher: own,
-                stats: stats.clone(),
-                fast: fast.clone().map(|fast| (fast, index)),
-            };
-            pipeline.model_workers.push(spawn_model(model)?);
-            pipeline.model_stops.push(stop_tx);
-        }
-        pipeline.tasks.push(tokio::spawn(tick_processors(
-            pipeline.processor_queues.clone(),
+        Ok(PreparedPipeline {
+            pipeline,
+            models: plugins.models,
             clock,
-            Duration::from_millis(config.runtime.tick_ms),
-        )));
-        let queues = pipeline.processor_queues.clone();
-        pipeline.tasks.push(tokio::spawn(report_status(stats, queues, out_client, status_topic)));
-        if !watched.is_empty() {
-            pipeline.tasks.push(tokio::spawn(watch_builds(plugins.engine.clone(), watched)));
-        }
-        Ok(pipeline)
+            end,
+            publisher,
+            queues,
+            watched,
+            config,
+        })
     }
 
     /// Stops the workers after they finished what they hold, and returns their counters.
@@ -556,6 +538,68 @@ impl RunningPipeline {
             task.abort();
         }
         self.stats.plugins()
+    }
+}
+
+/// A pipeline whose processors are subscribed and whose sensor models have not started yet.
+pub struct PreparedPipeline {
+    pipeline: RunningPipeline,
+    models: Vec<(SensorModelSupervisor, f64)>,
+    clock: VirtualClock,
+    end: Option<i64>,
+    publisher: Publisher,
+    queues: BTreeMap<String, queue::Sender<Work>>,
+    watched: Vec<Watched>,
+    config: PipelineConfig,
+}
+
+impl PreparedPipeline {
+    /// The broker in use (the embedded one when no URL was given).
+    pub fn broker(&self) -> &BrokerAddress {
+        &self.pipeline.broker
+    }
+
+    /// Starts the sensor models (and the ticks and the status reports): the run begins.
+    pub async fn start_sensors(self) -> Result<RunningPipeline, PipelineError> {
+        let Self { mut pipeline, models, clock, end, publisher, queues, watched, config } = self;
+        let out_client = pipeline.out_client.clone();
+        let stats = pipeline.stats.clone();
+        let status_topic = pipeline.status_topic.clone();
+        let fast = end.map(|end| {
+            let origin = clock.now();
+            let progress = models.iter().map(|_| std::sync::atomic::AtomicI64::new(origin)).collect();
+            let (finished, receiver) = watch::channel(0);
+            pipeline.models_finished = Some((receiver, models.len()));
+            FastRun { end, progress: Arc::new(progress), finished: Arc::new(finished) }
+        });
+        for (index, (supervisor, interval_s)) in models.into_iter().enumerate() {
+            publish_station_metadata(&out_client, &config.mqtt.prefix, &supervisor).await;
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+            let name = supervisor.name();
+            let own = publisher.for_plugin(consumers_of(name, &config, &queues), config.plugin(name));
+            let model = ModelRun {
+                supervisor,
+                interval_s,
+                clock: clock.clone(),
+                stop: stop_rx,
+                publisher: own,
+                stats: stats.clone(),
+                fast: fast.clone().map(|fast| (fast, index)),
+            };
+            pipeline.model_workers.push(spawn_model(model)?);
+            pipeline.model_stops.push(stop_tx);
+        }
+        pipeline.tasks.push(tokio::spawn(tick_processors(
+            pipeline.processor_queues.clone(),
+            clock,
+            Duration::from_millis(config.runtime.tick_ms),
+        )));
+        let queues = pipeline.processor_queues.clone();
+        pipeline.tasks.push(tokio::spawn(report_status(stats, queues, out_client, status_topic)));
+        if !watched.is_empty() {
+            pipeline.tasks.push(tokio::spawn(watch_builds(pipeline._engine.clone(), watched)));
+        }
+        Ok(pipeline)
     }
 }
 

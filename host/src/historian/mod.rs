@@ -51,7 +51,11 @@ const MAX_REPLAY_PAUSE: Duration = Duration::from_secs(30);
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// At stop, input silent this long means what was published before has arrived.
 const QUIET: Duration = Duration::from_millis(500);
+/// How long [`Historian::stop`] waits for the input to go quiet; with a broker of its own, what
+/// comes later stays in the historian's persistent session for its next start.
+const QUIET_WAIT: Duration = Duration::from_secs(5);
 const STOP_WAIT: Duration = Duration::from_secs(30);
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistorianError {
@@ -183,6 +187,7 @@ impl Historian {
         // flight and one filling.
         let held_points = config.batch_size.saturating_mul(3).clamp(1, Semaphore::MAX_PERMITS);
         let status_topic = topic::status(&config.client_id);
+        let (subscribed_tx, mut subscribed) = watch::channel(false);
 
         let input = Input {
             client: client.clone(),
@@ -195,6 +200,7 @@ impl Historian {
             held: Arc::new(Semaphore::new(held_points)),
             held_points,
             status_topic: status_topic.clone(),
+            subscribed: subscribed_tx,
         };
         let writer = Writer {
             sink,
@@ -215,13 +221,21 @@ impl Historian {
             tokio::spawn(input.run(events, shutdown.subscribe())),
             tokio::spawn(report(metrics.clone(), client.clone(), status_topic.clone())),
         ];
+        // Returning once subscribed lets the caller start the sensors without losing the
+        // first readings of a run (the demo lost its first few hundred).
+        if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
+            tracing::warn!(
+                "the broker has not acknowledged the historian's subscriptions within {} s; going on",
+                SUBSCRIBE_WAIT.as_secs()
+            );
+        }
         Ok(Self { metrics, shutdown, writer, tasks, client, status_topic })
     }
 
     /// Waits until no message arrived for a moment, writes (or spools) everything received,
     /// acknowledges it, and disconnects. Messages that arrive after that stay with the broker.
     pub async fn stop(self) -> MetricsSnapshot {
-        self.wait_for_quiet_input().await;
+        self.wait_for_quiet_input(Some(QUIET_WAIT)).await;
         let _ = self.shutdown.send(true);
         let mut writer = self.writer;
         if tokio::time::timeout(STOP_WAIT, &mut writer).await.is_err() {
@@ -244,11 +258,19 @@ impl Historian {
         self.metrics.snapshot()
     }
 
-    async fn wait_for_quiet_input(&self) {
+    /// Waits until no message arrived for a moment, however long that takes. An embedded
+    /// broker forgets what it holds for the historian when the process ends: call this before
+    /// [`Historian::stop`] when the producers have stopped, so that a historian that fell behind
+    /// (the demo at `--speed 3000` in a debug build) still stores every message.
+    pub async fn take_everything(&self) {
+        self.wait_for_quiet_input(None).await;
+    }
+
+    async fn wait_for_quiet_input(&self, limit: Option<Duration>) {
         let mut last = self.metrics.snapshot();
         let mut quiet_since = Instant::now();
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) && quiet_since.elapsed() < QUIET {
+        while limit.is_none_or(|limit| started.elapsed() < limit) && quiet_since.elapsed() < QUIET {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let now = self.metrics.snapshot();
             if (now.received, now.dead_letters) != (last.received, last.dead_letters) {
@@ -300,6 +322,8 @@ struct Input {
     held: Arc<Semaphore>,
     held_points: usize,
     status_topic: String,
+    /// Set once the broker acknowledged the subscriptions.
+    subscribed: watch::Sender<bool>,
 }
 
 impl Input {
@@ -324,6 +348,7 @@ impl Input {
                 }
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
                     mqtt::report_refused(&self.topics, &suback, "the historian will store none of them");
+                    let _ = self.subscribed.send(true);
                 }
                 // Not acknowledged after the stop: the broker sends it again next time.
                 Ok(Event::Incoming(Packet::Publish(_))) if stopping => {}
