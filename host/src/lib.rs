@@ -14,6 +14,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod historian;
+mod memory;
 pub mod mqtt;
 pub mod payload;
 pub mod pipeline;

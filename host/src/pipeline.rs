@@ -668,7 +668,7 @@ fn virtual_clock(config: &PipelineConfig) -> Result<(VirtualClock, Option<i64>),
 
 fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<StartedPlugins, PipelineError> {
     let cache_dir = config.runtime.cache_dir.clone().or_else(default_cache_dir);
-    let engine = Arc::new(PluginEngine::new(cache_dir.as_deref())?);
+    let engine = Arc::new(PluginEngine::new(cache_dir.as_deref())?.compiling_apart());
     let mut started = StartedPlugins { engine: engine.clone(), processors: Vec::new(), models: Vec::new() };
     for plugin_config in &config.plugins {
         let mut loaded = engine.load(&plugin_config.path)?;
@@ -726,6 +726,7 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
             );
         }
     }
+    crate::memory::give_back_freed_memory();
     Ok(started)
 }
 
@@ -1136,7 +1137,12 @@ async fn watch_builds(engine: Arc<PluginEngine>, watched: Vec<Watched>) {
             pending[i] = None;
             tracing::info!(plugin = plugin.name, "new build of {}: loading it", plugin.path.display());
             let (engine, path) = (engine.clone(), plugin.path.clone());
-            match tokio::task::spawn_blocking(move || engine.load(&path)).await {
+            let load = move || {
+                let loaded = engine.load(&path);
+                crate::memory::give_back_freed_memory();
+                loaded
+            };
+            match tokio::task::spawn_blocking(load).await {
                 Ok(Ok(mut loaded)) if loaded.info.world == World::Processor => {
                     loaded.info.name = plugin.name.clone();
                     let _ = plugin.queue.send(Work::Swap(Arc::new(loaded)), 0).await;

@@ -106,6 +106,10 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Linker<GuestState>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The engine's configuration when it has a compiled-code cache.
+    cached: Option<Config>,
+    /// Whether plugins are compiled by a scratch engine (see [`PluginEngine::compiling_apart`]).
+    apart: bool,
 }
 
 impl PluginEngine {
@@ -119,12 +123,14 @@ impl PluginEngine {
         if std::env::var_os(PERF_MAP_VAR).is_some_and(|v| v == "1") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        let mut cached = None;
         if let Some(dir) = cache_dir {
             let mut cache_config = CacheConfig::new();
             cache_config.with_directory(dir);
             let cache = Cache::new(cache_config)
                 .map_err(|e| LoadError::Engine(format!("compiled-code cache in {}: {e}", dir.display())))?;
             config.cache(Some(cache));
+            cached = Some(config.clone());
         }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let linker = Self::linker(&engine)?;
@@ -132,7 +138,7 @@ impl PluginEngine {
             spawn_epoch_ticker(engine.clone())
                 .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?,
         );
-        Ok(Self { engine, linker, ticker })
+        Ok(Self { engine, linker, ticker, cached, apart: false })
     }
 
     /// One linker for every supported version: each version's `host` interface under its own
@@ -186,8 +192,10 @@ impl PluginEngine {
     fn compile_and_inspect(&self, path: &Path) -> Result<(Component, PluginInfo), LoadError> {
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
         check_header(path, &bytes)?;
-        let component = Component::new(&self.engine, &bytes)
-            .map_err(|e| LoadError::Invalid { path: path.into(), message: format!("{e:#}") })?;
+        let invalid =
+            |e: wasmtime::Error| LoadError::Invalid { path: path.into(), message: format!("{e:#}") };
+        self.compile_apart(&bytes).map_err(invalid)?;
+        let component = Component::new(&self.engine, &bytes).map_err(invalid)?;
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
@@ -196,6 +204,30 @@ impl PluginEngine {
         let size_bytes = bytes.len() as u64;
         let info = PluginInfo { name, path: path.into(), world, version, imports, exports, size_bytes };
         Ok((component, info))
+    }
+}
+
+impl PluginEngine {
+    /// Has each plugin compiled by a scratch engine of the same configuration, which fills
+    /// the cache and is then dropped, its memory given back; this engine only ever loads from
+    /// the cache. For long runs: Cranelift's compiler keeps its working buffers for the next
+    /// compilation, and in the host's engine they stayed for the whole run (a first start with
+    /// the JavaScript `rolling_median` held 132 MiB once online, against 81 MiB this way and 54
+    /// MiB with the cache filled). The price is a plugin read twice from the cache on a cached
+    /// start (about 6 ms for `rolling_stats`, 110 ms for `rolling_median`). Without a cache it
+    /// changes nothing.
+    pub fn compiling_apart(mut self) -> Self {
+        self.apart = true;
+        self
+    }
+
+    fn compile_apart(&self, bytes: &[u8]) -> Result<(), wasmtime::Error> {
+        let Some(config) = self.cached.as_ref().filter(|_| self.apart) else { return Ok(()) };
+        let scratch = Engine::new(config)?;
+        Component::new(&scratch, bytes)?;
+        drop(scratch);
+        crate::memory::give_back_freed_memory();
+        Ok(())
     }
 }
 
