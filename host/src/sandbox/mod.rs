@@ -1,6 +1,7 @@
 //! The WebAssembly sandbox: loading, running and supervising plugins.
 
 pub mod bindings;
+mod call_size;
 mod engine;
 mod guest_output;
 mod instance;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bindings::v0_3_0::types::{Message, Position, Readings, Sensor, Station};
+use super::call_size::CallSize;
 use super::engine::LoadedPlugin;
 use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 use super::limits::Limits;
@@ -219,6 +220,9 @@ pub struct ProcessorSupervisor {
     journal: Vec<Call>,
     consecutive_failures: u32,
     stats: PluginStats,
+    /// How many readings a call carries, and what the last call took.
+    call_size: CallSize,
+    last_call: Duration,
 }
 
 impl ProcessorSupervisor {
@@ -245,6 +249,8 @@ impl ProcessorSupervisor {
             journal: Vec::new(),
             consecutive_failures: 0,
             stats: PluginStats::default(),
+            call_size: CallSize::default(),
+            last_call: Duration::ZERO,
         };
         let instance = supervisor.fresh_instance(false)?;
         supervisor.instance = Some(instance);
@@ -301,11 +307,27 @@ impl ProcessorSupervisor {
             }
         }
         self.stats.readings_in += batch.sensors.len() as u64;
-        if !batch.sensors.is_empty() {
-            self.run(Call::Readings(batch), &mut outcome);
-        }
+        self.run_in_calls(batch, &mut outcome);
         self.stats.dead_letters += outcome.dead_letters.len() as u64;
         outcome
+    }
+
+    /// Hands `batch` over in calls of the size [`CallSize`] says, in order.
+    fn run_in_calls(&mut self, mut batch: Readings, outcome: &mut Outcome) {
+        while !batch.sensors.is_empty() {
+            let limit = self.call_size.limit(self.limits.call_deadline());
+            let rest = if batch.sensors.len() > limit {
+                Readings {
+                    sensors: batch.sensors.split_off(limit),
+                    values: batch.values.split_off(limit),
+                    times: batch.times.split_off(limit),
+                }
+            } else {
+                Readings { sensors: Vec::new(), values: Vec::new(), times: Vec::new() }
+            };
+            self.run(Call::Readings(batch), outcome);
+            batch = rest;
+        }
     }
 
     /// Tells the plugin the virtual clock reached `now`.
@@ -369,6 +391,9 @@ impl ProcessorSupervisor {
         match self.attempt(&call) {
             Ok(messages) => {
                 self.consecutive_failures = 0;
+                if let Call::Readings(batch) = &call {
+                    self.call_size.observe(batch.sensors.len(), self.last_call);
+                }
                 // The points the sandbox already cut at the cap, before making their messages.
                 let mut cut = 0;
                 if let Some(instance) = self.instance.as_mut() {
@@ -430,7 +455,8 @@ impl ProcessorSupervisor {
             Call::Readings(batch) => instance.on_readings(batch),
             Call::Tick(now) => instance.on_tick(*now),
         };
-        self.pacing.calls_time += started.elapsed();
+        self.last_call = started.elapsed();
+        self.pacing.calls_time += self.last_call;
         result
     }
 

@@ -161,6 +161,22 @@ fn a_replay_that_fails_gives_up_its_journal_and_the_next_reading_is_processed() 
     assert_eq!(counts(&plugin.on_readings(&readings(&[6.0]))), vec![4.0]);
 }
 
+/// A plugin slow per reading, handed a batch that would take 2.5 times its deadline in one
+/// call: the supervisor cuts it into calls that fit, so nothing is interrupted or retried.
+#[test]
+fn a_batch_too_long_for_the_deadline_goes_in_calls_that_fit() {
+    let engine = engine();
+    let limits = Limits { call_deadline_ms: 400, ..relaxed() };
+    let mut slow = hostile_with(&engine, "error", limits, 16, &[("work_us", "2000")]);
+    let values: Vec<f64> = (1_000..1_500).map(f64::from).collect();
+    let outcome = slow.on_readings(&readings(&values));
+    let expected: Vec<f64> = (1..=500).map(f64::from).collect();
+    assert_eq!(counts(&outcome), expected, "every reading counted once");
+    assert_eq!(slow.stats().deadline_failures, 0);
+    assert_eq!(slow.stats().restarts, 0);
+    assert!(slow.stats().calls > 1, "{:?}", slow.stats());
+}
+
 #[test]
 fn an_enormous_list_of_outputs_is_cut_at_the_cap() {
     let engine = engine();

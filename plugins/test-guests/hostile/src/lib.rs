@@ -26,6 +26,8 @@
 //! - `poison` (a number): without it nothing bad ever happens;
 //! - `trap_value` (a number, any mode): a reading of this value panics;
 //! - `flood_count` (default 100000);
+//! - `work_us` (any mode, default 0): each reading keeps the CPU busy this many microseconds
+//!   first (a plugin slow per reading);
 //! - `target` (`host:port` for `escape`, default `127.0.0.1:1883`).
 //!
 //! The poison reading is not counted (unless it did nothing: `loop_on_replay` before a restore).
@@ -49,6 +51,8 @@ struct Hostile {
     flood_count: u64,
     #[serde(skip)]
     target: String,
+    #[serde(skip)]
+    work_us: u64,
 }
 
 const VALID_MODES: &str = "use loop, oom, trap, error, flood, flood_points, series_gap, undeclared, series_bomb, publish_in_init, \
@@ -97,6 +101,7 @@ impl Processor for Hostile {
         self.poison = config.get_f64("poison")?;
         self.trap_value = config.get_f64("trap_value")?;
         self.flood_count = config.u64_or("flood_count", 100_000)?;
+        self.work_us = config.u64_or("work_us", 0)?;
         self.target = config.str_or("target", "127.0.0.1:1883").to_owned();
         if let Mode::PublishInInit = self.mode {
             break_the_series_rules(self.mode);
@@ -105,6 +110,7 @@ impl Processor for Hostile {
     }
 
     fn on_reading(&mut self, reading: &Reading<'_>, out: &mut Output) -> Result<(), String> {
+        busy_for(std::time::Duration::from_micros(self.work_us));
         if Some(reading.value()) == self.trap_value {
             panic!("hostile: trap value {}", reading.value());
         }
@@ -201,6 +207,13 @@ fn try_to_escape(target: &str, time: i64) -> Message {
         .field("env", got(env))
         .field("args", got(args))
         .field("connect", got(connect))
+}
+
+fn busy_for(time: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < time {
+        std::hint::spin_loop();
+    }
 }
 
 fn spin_forever() -> ! {
