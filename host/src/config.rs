@@ -104,7 +104,8 @@ pub struct RuntimeConfig {
     pub seed: u64,
     /// Real milliseconds between two `on-tick` calls of each processor.
     pub tick_ms: u64,
-    /// Most readings given to a processor in one call.
+    /// Most readings gathered for a processor at once (the supervisor may still cut them into
+    /// smaller calls, to stay well inside the CPU deadline).
     pub batch_max: usize,
     /// How long a processor's worker lets readings gather before a call that would take fewer
     /// than `batch_max`, in ms (0: call at once), and how long the input lets QoS 0 messages
