@@ -137,10 +137,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         if let Some(historian) = historian {
             if pipeline_is_embedded {
-                eprintln!("  the historian takes in what the embedded broker still holds for it (Ctrl-C: stop now and lose it)");
+                eprintln!("  the historian takes in what the embedded broker still holds for it (Ctrl-C or SIGTERM: stop now and lose it)");
                 tokio::select! {
                     _ = historian.take_everything() => {}
-                    _ = tokio::signal::ctrl_c() => eprintln!("  stopped: the embedded broker's messages for the historian are lost"),
+                    _ = wait_for_stop(None) => eprintln!("  stopped: the embedded broker's messages for the historian are lost"),
                 }
             }
             let metrics = historian.stop().await;
