@@ -16,6 +16,10 @@ use std::time::Duration;
 const SHARE_OF_DEADLINE: f64 = 0.25;
 /// The readings of the first call, before anything is known of the plugin's pace.
 const FIRST_CALL: usize = 16;
+/// Calls of fewer readings teach nothing: their time is mostly the call's own, or one costly
+/// event (avg_quartier closing a window on a single reading), and a slow estimate from them
+/// would cut the big batches that come under load into small calls.
+const SMALLEST_SAMPLE: usize = 8;
 /// How much of the estimate a faster call keeps: a slower call replaces it at once, a faster
 /// one lowers it slowly, so that one quick call after slow ones does not bring back big calls.
 const KEEP: f64 = 0.9;
@@ -41,7 +45,7 @@ impl CallSize {
 
     /// A call of `readings` readings that completed in `took`.
     pub(crate) fn observe(&mut self, readings: usize, took: Duration) {
-        if readings == 0 {
+        if readings < SMALLEST_SAMPLE {
             return;
         }
         let sample = took.as_nanos() as f64 / readings as f64;
@@ -73,8 +77,18 @@ mod tests {
         let mut size = CallSize::default();
         size.observe(1_000, Duration::from_micros(500));
         assert!(size.limit(DEADLINE) >= 100_000, "{}", size.limit(DEADLINE));
-        size.observe(1, Duration::ZERO);
+        size.observe(10, Duration::ZERO);
         assert!(size.limit(DEADLINE) >= 100_000);
+    }
+
+    #[test]
+    fn a_costly_call_of_a_few_readings_teaches_nothing() {
+        let mut size = CallSize::default();
+        size.observe(1_000, Duration::from_millis(1));
+        let limit = size.limit(DEADLINE);
+        // One reading that closed a window and took 5 ms.
+        size.observe(1, Duration::from_millis(5));
+        assert_eq!(size.limit(DEADLINE), limit);
     }
 
     #[test]

@@ -214,7 +214,8 @@ impl PluginEngine {
     /// compilation, and in the host's engine they stayed for the whole run (a first start with
     /// the JavaScript `rolling_median` held 132 MiB once online, against 81 MiB this way and 54
     /// MiB with the cache filled). The price is a plugin read twice from the cache on a cached
-    /// start (about 6 ms for `rolling_stats`, 110 ms for `rolling_median`). Without a cache it
+    /// start: `host run --duration 0` took 30 ms instead of 29 with `rolling_stats`, 301 ms
+    /// instead of 142 with `rolling_median` (BENCHMARKS.md, "Session 17"). Without a cache it
     /// changes nothing.
     pub fn compiling_apart(mut self) -> Self {
         self.apart = true;
