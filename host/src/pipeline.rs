@@ -422,10 +422,10 @@ impl RunningPipeline {
             _engine: plugins.engine.clone(),
         };
         let status = json!({"state": "online"}).to_string();
+        let (ready, ready_rx) = watch::channel(false);
         pipeline.output = Some(tokio::spawn(drive_output(
             out_loop,
-            status_topic.clone(),
-            status,
+            OnlineStatus { topic: status_topic.clone(), text: status, ready: ready_rx },
             out_client.clone(),
             pipeline.shutdown.subscribe(),
         )));
@@ -481,6 +481,7 @@ impl RunningPipeline {
         if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
             tracing::warn!("the broker has not acknowledged the subscriptions yet; starting anyway");
         }
+        let _ = ready.send(true);
         Ok(PreparedPipeline {
             pipeline,
             models: plugins.models,
@@ -892,30 +893,53 @@ async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::R
     }
 }
 
+/// The retained status that says a host is online, and whether it may say so yet.
+struct OnlineStatus {
+    topic: String,
+    text: String,
+    /// True once the processors' subscriptions are in place: a publisher that waits for
+    /// "online" (the benches, a test) would otherwise lose its first readings.
+    ready: watch::Receiver<bool>,
+}
+
+impl OnlineStatus {
+    fn publish(&self, client: &AsyncClient) {
+        if *self.ready.borrow() {
+            let _ = client.try_publish(self.topic.clone(), QoS::AtLeastOnce, true, self.text.clone());
+        }
+    }
+}
+
 async fn drive_output(
     mut events: EventLoop,
-    status_topic: String,
-    online: String,
+    mut online: OnlineStatus,
     client: AsyncClient,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut failures = 0;
+    let (mut failures, mut connected) = (0, false);
     loop {
         let event = tokio::select! {
             // After shutdown, go on delivering what is queued until the disconnect goes out.
             event = events.poll() => event,
             _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+            Ok(()) = online.ready.changed(), if !*online.ready.borrow() => {
+                if connected {
+                    online.publish(&client);
+                }
+                continue;
+            }
         };
         if *shutdown.borrow() && event.is_err() {
             return;
         }
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                failures = 0;
-                let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, online.clone());
+                (failures, connected) = (0, true);
+                online.publish(&client);
             }
             Ok(_) => {}
             Err(error) => {
+                connected = false;
                 tracing::warn!("output connection lost: {error}; reconnecting");
                 tokio::time::sleep(mqtt::reconnect_delay(failures)).await;
                 failures += 1;
