@@ -208,6 +208,15 @@ pub enum PluginCommand {
         Then, in the new folder: the build command and the `host plugin test` command it prints\n\
         (cargo build --release in Rust, ./build.sh in Python and JavaScript).")]
     New(NewArgs),
+    /// Compiles a plugin into the compiled-code cache, and nothing else: what `host run` has a
+    /// child process do, so that its own memory never holds what compiling takes.
+    #[command(hide = true)]
+    Precompile {
+        /// The cache folder of the engine that will load the plugin.
+        #[arg(long)]
+        cache_dir: PathBuf,
+        path: PathBuf,
+    },
 }
 
 #[derive(Args)]

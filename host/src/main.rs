@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
         Command::Plugin(PluginCommand::Inspect { path }) => inspect(&path),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(*args),
         Command::Plugin(PluginCommand::New(args)) => new_plugin(args),
+        Command::Plugin(PluginCommand::Precompile { cache_dir, path }) => precompile(&cache_dir, &path),
         Command::Record(args) => record(args),
         Command::Historian(args) => historian(args),
     };
@@ -90,6 +91,9 @@ fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    if let Ok(program) = std::env::current_exe() {
+        garonne::sandbox::compile_in_child_processes(program);
+    }
     let mut config = pipeline_config(&args)?;
     let historian = match config.historian.take() {
         Some(mut historian) => {
@@ -308,6 +312,11 @@ fn new_plugin(args: cli::NewArgs) -> anyhow::Result<()> {
     }
     text += &format!("  {}\n  {}\n", scaffold.build_command(), scaffold.test_command());
     print_out(&text)
+}
+
+fn precompile(cache_dir: &std::path::Path, path: &std::path::Path) -> anyhow::Result<()> {
+    PluginEngine::new(Some(cache_dir))?.inspect(path)?;
+    Ok(())
 }
 
 fn inspect(path: &std::path::Path) -> anyhow::Result<()> {

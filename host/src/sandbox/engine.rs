@@ -106,10 +106,23 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Linker<GuestState>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
-    /// The engine's configuration when it has a compiled-code cache.
-    cached: Option<Config>,
-    /// Whether plugins are compiled by a scratch engine (see [`PluginEngine::compiling_apart`]).
+    /// The engine's configuration and cache folder, when it has a compiled-code cache.
+    cached: Option<(Config, PathBuf)>,
+    /// Whether plugins are compiled apart (see [`PluginEngine::compiling_apart`]).
     apart: bool,
+}
+
+/// The program `compiling_apart` engines compile in, once [`compile_in_child_processes`] named it.
+static COMPILER_PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Has engines that compile apart run `PROGRAM plugin precompile --cache-dir DIR PLUGIN` (the
+/// `host` binary) to fill the cache, so that compiling never happens in this process: its
+/// memory, at the peak too, is that of a cached start (a first start with the JavaScript
+/// `rolling_median` peaks at over 300 MiB while Cranelift works). If the child fails, the
+/// plugin is compiled in a scratch engine here, which also gives the error to show. Called by
+/// `host run`; the library's own users (tests) compile in a scratch engine.
+pub fn compile_in_child_processes(program: PathBuf) {
+    let _ = COMPILER_PROGRAM.set(program);
 }
 
 impl PluginEngine {
@@ -130,7 +143,7 @@ impl PluginEngine {
             let cache = Cache::new(cache_config)
                 .map_err(|e| LoadError::Engine(format!("compiled-code cache in {}: {e}", dir.display())))?;
             config.cache(Some(cache));
-            cached = Some(config.clone());
+            cached = Some((config.clone(), dir.to_owned()));
         }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let linker = Self::linker(&engine)?;
@@ -194,7 +207,7 @@ impl PluginEngine {
         check_header(path, &bytes)?;
         let invalid =
             |e: wasmtime::Error| LoadError::Invalid { path: path.into(), message: format!("{e:#}") };
-        self.compile_apart(&bytes).map_err(invalid)?;
+        self.compile_apart(path, &bytes).map_err(invalid)?;
         let component = Component::new(&self.engine, &bytes).map_err(invalid)?;
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
@@ -222,14 +235,36 @@ impl PluginEngine {
         self
     }
 
-    fn compile_apart(&self, bytes: &[u8]) -> Result<(), wasmtime::Error> {
-        let Some(config) = self.cached.as_ref().filter(|_| self.apart) else { return Ok(()) };
+    fn compile_apart(&self, path: &Path, bytes: &[u8]) -> Result<(), wasmtime::Error> {
+        let Some((config, dir)) = self.cached.as_ref().filter(|_| self.apart) else { return Ok(()) };
+        if let Some(program) = COMPILER_PROGRAM.get() {
+            match precompile_in_child(program, dir, path) {
+                Ok(()) => {
+                    tracing::debug!("compiled {} in a child process", path.display());
+                    return Ok(());
+                }
+                Err(reason) => tracing::debug!("compiling {} in a child process: {reason}", path.display()),
+            }
+        }
         let scratch = Engine::new(config)?;
         Component::new(&scratch, bytes)?;
         drop(scratch);
         crate::memory::give_back_freed_memory();
         Ok(())
     }
+}
+
+fn precompile_in_child(program: &Path, cache_dir: &Path, plugin: &Path) -> Result<(), String> {
+    let status = std::process::Command::new(program)
+        .args(["plugin", "precompile", "--cache-dir"])
+        .arg(cache_dir)
+        .arg(plugin)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    if status.success() { Ok(()) } else { Err(format!("it ended with {status}")) }
 }
 
 impl Drop for PluginEngine {

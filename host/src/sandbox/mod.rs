@@ -10,7 +10,7 @@ mod series;
 mod state;
 mod supervisor;
 
-pub use engine::{LoadError, LoadedPlugin, PluginEngine, PluginInfo, World};
+pub use engine::{LoadError, LoadedPlugin, PluginEngine, PluginInfo, World, compile_in_child_processes};
 pub use instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 pub use limits::Limits;
 pub use series::SeriesError;

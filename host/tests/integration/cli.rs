@@ -99,6 +99,54 @@ fn a_missing_file_is_named_with_the_reason_given_once() {
     }
 }
 
+/// `host run` compiles a plugin it does not find in the cache in a child process (`host plugin
+/// precompile`), so that its own memory never holds what compiling takes; a plugin that cannot
+/// load still gets its own error.
+#[test]
+fn a_first_start_compiles_in_a_child_process_and_errors_stay_the_same() {
+    let cache = temp_dir("precompile");
+    let precompiled = host(&[
+        "plugin",
+        "precompile",
+        "--cache-dir",
+        cache.to_str().expect("utf-8"),
+        plugin("rolling_stats").to_str().expect("utf-8"),
+    ]);
+    assert!(precompiled.status.success(), "{}", text(&precompiled.stderr));
+    let files = |dir: &std::path::Path| walk(dir).len();
+    assert!(files(&cache) > 0, "the cache holds the compiled plugin");
+
+    let run = |wasm: &str| {
+        Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["run", "--plugin", plugin(wasm).to_str().expect("utf-8"), "--duration", "0"])
+            .env("XDG_CACHE_HOME", temp_dir("first-start"))
+            .env("RUST_LOG", "garonne=debug")
+            .output()
+            .expect("host run")
+    };
+    let first = run("rolling_stats");
+    let log = text(&first.stderr);
+    assert!(first.status.success(), "{log}");
+    assert!(log.contains("rolling_stats.wasm in a child process"), "{log}");
+    let refused = run("not_a_plugin");
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("not a Garonne plugin"), "{}", text(&refused.stderr));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[test]
 fn run_without_plugins_explains_what_to_give() {
     let output = host(&["run"]);
