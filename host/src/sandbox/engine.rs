@@ -221,15 +221,16 @@ impl PluginEngine {
 }
 
 impl PluginEngine {
-    /// Has each plugin compiled by a scratch engine of the same configuration, which fills
-    /// the cache and is then dropped, its memory given back; this engine only ever loads from
-    /// the cache. For long runs: Cranelift's compiler keeps its working buffers for the next
+    /// Has each plugin compiled apart, into the cache, and this engine only ever load from the
+    /// cache: in a child process once [`compile_in_child_processes`] named the program, in a
+    /// scratch engine of the same configuration otherwise (dropped after, its memory given
+    /// back). For long runs: Cranelift's compiler keeps its working buffers for the next
     /// compilation, and in the host's engine they stayed for the whole run (a first start with
-    /// the JavaScript `rolling_median` held 132 MiB once online, against 81 MiB this way and 54
-    /// MiB with the cache filled). The price is a plugin read twice from the cache on a cached
-    /// start: `host run --duration 0` took 30 ms instead of 29 with `rolling_stats`, 301 ms
-    /// instead of 142 with `rolling_median` (BENCHMARKS.md, "Session 17"). Without a cache it
-    /// changes nothing.
+    /// the JavaScript `rolling_median` held 343 MiB once online, 92 MiB with a scratch engine,
+    /// 56 MiB in a child process, as much as a cached start). The price is a plugin read twice
+    /// from the cache on a cached start (and a process started): `host run --duration 0` took
+    /// 42 ms instead of 30 with `rolling_stats`, 306 ms instead of 130 with `rolling_median`
+    /// (BENCHMARKS.md, "Session 17"). Without a cache it changes nothing.
     pub fn compiling_apart(mut self) -> Self {
         self.apart = true;
         self
