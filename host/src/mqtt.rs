@@ -144,6 +144,20 @@ pub fn subscribe_all<'a>(client: &AsyncClient, filters: impl IntoIterator<Item =
     }
 }
 
+/// How long a starting client waits for the broker to acknowledge its subscriptions.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until `subscribed` says the broker acknowledged `whose` subscriptions, so that a run's
+/// first messages reach them; after [`SUBSCRIBE_WAIT`] logs it and goes on.
+pub async fn wait_until_subscribed(subscribed: &mut tokio::sync::watch::Receiver<bool>, whose: &str) {
+    if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
+        tracing::warn!(
+            "the broker has not acknowledged {whose} subscriptions within {} s; going on",
+            SUBSCRIBE_WAIT.as_secs()
+        );
+    }
+}
+
 /// Keeps what `source` could not take on `garonne/dead-letter/{source}`: the topic it came on,
 /// why, and the first KiB of it, as text.
 pub fn publish_dead_letter(client: &AsyncClient, source: &str, topic: &str, reason: &str, payload: &[u8]) {

@@ -44,7 +44,6 @@ use crate::topic::{self, TopicFilters};
 /// How often the host logs and publishes its counters.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the start waits for the broker to acknowledge the processors' subscriptions.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// At stop, how long the input may keep delivering readings already published (a fast run can
 /// leave a backlog of seconds in the broker; a live stream that never pauses ends it here).
 const DRAIN_WAIT: Duration = Duration::from_secs(60);
@@ -478,9 +477,7 @@ impl RunningPipeline {
         pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pipeline.shutdown.subscribe())));
         // The sensor models start once the processors' subscriptions are in place, so that the
         // first readings of a run reach them.
-        if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
-            tracing::warn!("the broker has not acknowledged the subscriptions yet; starting anyway");
-        }
+        mqtt::wait_until_subscribed(&mut subscribed, "the processors'").await;
         let _ = ready.send(true);
         Ok(PreparedPipeline {
             pipeline,
@@ -727,7 +724,6 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
             );
         }
     }
-    crate::memory::give_back_freed_memory();
     Ok(started)
 }
 
@@ -1161,12 +1157,7 @@ async fn watch_builds(engine: Arc<PluginEngine>, watched: Vec<Watched>) {
             pending[i] = None;
             tracing::info!(plugin = plugin.name, "new build of {}: loading it", plugin.path.display());
             let (engine, path) = (engine.clone(), plugin.path.clone());
-            let load = move || {
-                let loaded = engine.load(&path);
-                crate::memory::give_back_freed_memory();
-                loaded
-            };
-            match tokio::task::spawn_blocking(load).await {
+            match tokio::task::spawn_blocking(move || engine.load(&path)).await {
                 Ok(Ok(mut loaded)) if loaded.info.world == World::Processor => {
                     loaded.info.name = plugin.name.clone();
                     let _ = plugin.queue.send(Work::Swap(Arc::new(loaded)), 0).await;

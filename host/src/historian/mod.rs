@@ -55,7 +55,6 @@ const QUIET: Duration = Duration::from_millis(500);
 /// comes later stays in the historian's persistent session for its next start.
 const QUIET_WAIT: Duration = Duration::from_secs(5);
 const STOP_WAIT: Duration = Duration::from_secs(30);
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistorianError {
@@ -223,12 +222,7 @@ impl Historian {
         ];
         // Returning once subscribed lets the caller start the sensors without losing the
         // first readings of a run (the demo lost its first few hundred).
-        if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed.wait_for(|done| *done)).await.is_err() {
-            tracing::warn!(
-                "the broker has not acknowledged the historian's subscriptions within {} s; going on",
-                SUBSCRIBE_WAIT.as_secs()
-            );
-        }
+        mqtt::wait_until_subscribed(&mut subscribed, "the historian's").await;
         Ok(Self { metrics, shutdown, writer, tasks, client, status_topic })
     }
 

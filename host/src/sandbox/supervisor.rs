@@ -220,9 +220,8 @@ pub struct ProcessorSupervisor {
     journal: Vec<Call>,
     consecutive_failures: u32,
     stats: PluginStats,
-    /// How many readings a call carries, and what the last call took.
+    /// How many readings a call carries.
     call_size: CallSize,
-    last_call: Duration,
 }
 
 impl ProcessorSupervisor {
@@ -250,7 +249,6 @@ impl ProcessorSupervisor {
             consecutive_failures: 0,
             stats: PluginStats::default(),
             call_size: CallSize::default(),
-            last_call: Duration::ZERO,
         };
         let instance = supervisor.fresh_instance(false)?;
         supervisor.instance = Some(instance);
@@ -391,9 +389,6 @@ impl ProcessorSupervisor {
         match self.attempt(&call) {
             Ok(messages) => {
                 self.consecutive_failures = 0;
-                if let Call::Readings(batch) = &call {
-                    self.call_size.observe(batch.sensors.len(), self.last_call);
-                }
                 // The points the sandbox already cut at the cap, before making their messages.
                 let mut cut = 0;
                 if let Some(instance) = self.instance.as_mut() {
@@ -455,8 +450,11 @@ impl ProcessorSupervisor {
             Call::Readings(batch) => instance.on_readings(batch),
             Call::Tick(now) => instance.on_tick(*now),
         };
-        self.last_call = started.elapsed();
-        self.pacing.calls_time += self.last_call;
+        let took = started.elapsed();
+        self.pacing.calls_time += took;
+        if let (Call::Readings(batch), Ok(_)) = (call, &result) {
+            self.call_size.observe(batch.sensors.len(), took);
+        }
         result
     }
 
