@@ -41,6 +41,7 @@ def pipeline(work, mqtt_port, args):
 url = "mqtt://127.0.0.1:{mqtt_port}"
 client_id = "bench-chain-host"
 qos = 1
+broker_inflight = 1000
 [runtime]
 start = "2026-01-15T00:00:00Z"
 end = "2026-01-15T{args.hours:02d}:00:00Z"

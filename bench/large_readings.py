@@ -59,6 +59,7 @@ def pipeline(args, port, work):
 url = "mqtt://127.0.0.1:{port}"
 client_id = "large-readings"
 qos = 1
+broker_inflight = 100
 {runtime}
 [[plugin]]
 path = "{wasm}"

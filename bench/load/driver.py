@@ -16,6 +16,7 @@ drain time for the Python baseline, which publishes no message per reading) stay
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -65,6 +66,13 @@ def wait_port(port, timeout=20):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}")
+
+
+@functools.cache
+def knows_broker_inflight(host):
+    """Whether a build of the host takes `mqtt.broker_inflight` (older ones refuse unknown keys)."""
+    with open(host, "rb") as f:
+        return b"broker_inflight" in f.read()
 
 
 def cpu_seconds(pid):
@@ -341,14 +349,19 @@ class Bench:
         avg_input = ("toulouse/sensors/#" if avg_only else
                      "plugin:quality_filter:toulouse/clean/#" if in_process else "toulouse/clean/#")
         settings = [(key, value) for key, value in (("queue_capacity", self.args.queue_capacity),
-                                                    ("queue_bytes", self.args.queue_bytes)) if value]
+                                                    ("queue_bytes", self.args.queue_bytes),
+                                                    ("batch_linger_ms", self.args.batch_linger_ms)) if value is not None]
         runtime = "".join(f"{key} = {value}\n" for key, value in settings)
         runtime = f"\n[runtime]\n{runtime}" if runtime else ""
+        # The window of Mosquitto started here, for a host that can be told it (since
+        # broker_inflight, a QoS 1 input waits for messages to gather below it).
+        host = self.args.host_before if suffix else self.args.host
+        window = f"broker_inflight = {self.args.max_inflight}\n" if knows_broker_inflight(host) else ""
         text = f"""# Written by bench/load/driver.py
 [mqtt]
 client_id = "garonne-bench"
 qos = {qos}
-{runtime}
+{window}{runtime}
 [[plugin]]
 path = "{wasm('quality_filter')}"
 inputs = ["{'toulouse/probe/#' if avg_only else 'toulouse/sensors/#'}"]
@@ -611,7 +624,7 @@ for_s.no2 = 3600
             # All the searches advance together, one step of each per round, so that a change in
             # the machine's other load hits every stage alike and the ratios stay comparable.
             searches = []
-            for qos in (0, 1):
+            for qos in args.qos:
                 searches += [search for stage, search in (
                     ("ceiling", Search(f"ceiling-q{qos}", "ceiling", qos, None, args.start_ceiling, args)),
                     ("host", Search(f"host-q{qos}", "host", qos, "two", args.start_host, args)),
@@ -952,6 +965,8 @@ def main():
                         help="the host's runtime.queue_capacity (default: the host's own, 10,000 readings)")
     parser.add_argument("--queue-bytes", type=int,
                         help="the host's runtime.queue_bytes (default: the host's own, 4 MiB a queue)")
+    parser.add_argument("--batch-linger-ms", type=int,
+                        help="the host's runtime.batch_linger_ms (default: the host's own, 2 ms)")
     parser.add_argument("--pack", type=int, default=1,
                         help="readings per MQTT message (default 1; more: a JSON array, as a gateway sends them, "
                              "on the topics of 100 gateways); rates stay in readings per second")
@@ -985,6 +1000,7 @@ def main():
     parser.add_argument("--stages", default=",".join(s for s in STAGES if s != "host-before"),
                         help=f"comma-separated stages to run (default all: {','.join(STAGES)}); host-chain is "
                              "quality_filter -> avg_quartier chained in process (plugin: input)")
+    parser.add_argument("--qos", default="0,1", help="the QoS levels to measure (default both: 0,1)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, pipeline files)")
     parser.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
@@ -993,6 +1009,9 @@ def main():
         apply_smoke(parser, args)
     defaults = {"step_s": (5, 1.5), "factor": (1.5, 2.0), "refine": (2, 0), "max_drain_s": (30, 10)}
     args.stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
+    args.qos = sorted({int(level) for level in args.qos.split(",") if level.strip()})
+    if not args.qos or any(level not in (0, 1) for level in args.qos):
+        raise SystemExit("--qos takes 0, 1 or 0,1")
     if unknown := [stage for stage in args.stages if stage not in STAGES]:
         raise SystemExit(f"unknown stage(s) {', '.join(unknown)}: choose among {', '.join(STAGES)}")
     if args.plugins_before and not args.host_before:

@@ -47,6 +47,9 @@ fn wait_until_listening(addr: SocketAddr) -> Result<(), BrokerError> {
 
 /// Starts the broker on 127.0.0.1 (never on other interfaces) in its own threads.
 #[cfg(feature = "embedded-broker")]
+/// Unacknowledged QoS 1 messages the embedded broker sends a client at once.
+pub const MAX_INFLIGHT: usize = 500;
+
 pub fn start(preferred_port: u16, websocket_port: Option<u16>) -> Result<EmbeddedBroker, BrokerError> {
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
@@ -58,7 +61,7 @@ pub fn start(preferred_port: u16, websocket_port: Option<u16>) -> Result<Embedde
     let connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: 2 * 1024 * 1024,
-        max_inflight_count: 500,
+        max_inflight_count: MAX_INFLIGHT,
         auth: None,
         external_auth: None,
         dynamic_filters: true,

@@ -65,6 +65,11 @@ pub struct MqttConfig {
     pub embedded_port: u16,
     /// Port of the embedded broker's WebSocket listener, for the web map (0: none).
     pub embedded_ws_port: u16,
+    /// How many unacknowledged QoS 1 messages the broker sends a client at once: Mosquitto's
+    /// `max_inflight_messages` (20 by default). The input lets QoS 1 messages gather only below
+    /// it (a larger value than the broker's can hold the broker back). Not used with the embedded
+    /// broker, whose window the host knows.
+    pub broker_inflight: usize,
     /// User name, normally from `GARONNE_MQTT_USERNAME` rather than the file.
     pub username: Option<String>,
     #[serde(skip)]
@@ -81,6 +86,7 @@ impl Default for MqttConfig {
             max_payload: crate::payload::DEFAULT_MAX_PAYLOAD,
             embedded_port: 1883,
             embedded_ws_port: 0,
+            broker_inflight: 20,
             username: None,
             password: None,
         }
@@ -109,7 +115,8 @@ pub struct RuntimeConfig {
     pub batch_max: usize,
     /// How long a processor's worker lets readings gather before a call that would take fewer
     /// than `batch_max`, in ms (0: call at once), and how long the input lets QoS 0 messages
-    /// gather in the socket after a read that emptied it. A wake-up for each reading or two cost
+    /// gather in the socket after a read that emptied it (QoS 1 messages: at most 2 ms, and only
+    /// below the broker's window, `mqtt.broker_inflight`). A wake-up for each reading or two cost
     /// more host CPU than the plugins' work; this wait is the latency traded for it (at most
     /// 1,000).
     pub batch_linger_ms: u64,
@@ -344,6 +351,12 @@ impl PipelineConfig {
                 "no plugin to run: give one with --plugin PATH.wasm or a [[plugin]] in --config".into(),
             ));
         }
+        if self.mqtt.broker_inflight == 0 {
+            return Err(ConfigError::Invalid(
+                "mqtt.broker_inflight is 0: set it to the broker's max_inflight_messages (Mosquitto: 20 by default)"
+                    .into(),
+            ));
+        }
         if self.mqtt.qos > 1 {
             return Err(ConfigError::Invalid(format!("mqtt.qos is {}; use 0 or 1", self.mqtt.qos)));
         }
@@ -549,6 +562,17 @@ mod tests {
         assert!(message.contains("batch_linger_ms is 5000: at most 1000"), "{message}");
         config.runtime.batch_linger_ms = 0;
         assert!(config.validate().is_ok(), "0 turns the linger off");
+    }
+
+    #[test]
+    fn a_broker_window_of_zero_is_refused_with_what_to_set() {
+        let mut config: PipelineConfig =
+            toml::from_str("[mqtt]\nbroker_inflight = 0\n[[plugin]]\npath = \"a.wasm\"\n").expect("parses");
+        let message = config.validate().expect_err("no window").to_string();
+        assert!(message.contains("set it to the broker's max_inflight_messages"), "{message}");
+        config.mqtt.broker_inflight = 1_000;
+        assert!(config.validate().is_ok());
+        assert_eq!(PipelineConfig::default().mqtt.broker_inflight, 20, "Mosquitto's default");
     }
 
     #[test]

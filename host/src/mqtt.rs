@@ -4,7 +4,7 @@
 //! host polls with a growing pause, re-subscribes on every new session, and bounds the request
 //! queue so that a slow broker slows the plugins down instead of filling memory.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{
     AsyncClient, EventLoop, LastWill, MqttOptions, QoS, SubAck, SubscribeFilter, SubscribeReasonCode,
@@ -203,7 +203,8 @@ pub fn reconnect_delay(failures: u32) -> Duration {
     Duration::from_millis(ms.min(5_000))
 }
 
-/// Says when an input connection should let messages gather before it is read again.
+/// Says when an input connection should let messages gather before it is read again, and how
+/// long.
 ///
 /// rumqttc hands over at most a few packets per read of the connection (9 in 0.25). Below
 /// saturation a read brings one or two, and the reads themselves (a wake-up, `epoll_wait`,
@@ -213,29 +214,121 @@ pub fn reconnect_delay(failures: u32) -> Duration {
 /// after it, a short wait lets the kernel gather a batch. After a full read there is no wait, so
 /// a busy input never waits.
 ///
-/// Never after a read with a QoS 1 or 2 message: there a short read may only mean that the broker
-/// waits for the acknowledgements just sent (Mosquitto keeps 20 in flight by default), and a wait
-/// lets its queue for this client grow until it drops from it (`max_queued_messages`, 1,000).
-#[derive(Debug, Default)]
+/// QoS 1 messages gather only below the broker's window: it sends so many unacknowledged
+/// messages at once (`max_inflight_messages`, 20 by default in Mosquitto) and keeps the rest in
+/// its queue for this client, from which it drops once that is full (`max_queued_messages`,
+/// 1,000). So the input measures how fast QoS 1 messages come, and waits after a QoS 1 read only
+/// as long as half a window takes to come at that rate (no longer than the linger or 2 ms; not
+/// at all under tokio's 1 ms). A read that brought the whole window since the last one that emptied
+/// the socket (the rate jumped) stops these waits for [`WINDOW_HOLD`].
+#[derive(Debug)]
 pub struct ReadPacing {
     since_read: usize,
     full_read: usize,
     acknowledged: bool,
+    /// The wait after a read that emptied the socket (`runtime.batch_linger_ms`); zero: none.
+    linger: Duration,
+    /// How many unacknowledged messages the broker sends at once.
+    window: usize,
+    /// QoS 1 messages read since the last read of them that emptied the socket, and its time.
+    span: Option<(usize, Instant)>,
+    /// Recent QoS 1 messages and the time they took to come, older spans fading out.
+    arrivals: (f64, f64),
+    /// No wait after a QoS 1 read before then: the window was reached.
+    held_until: Option<Instant>,
 }
 
+/// How long the input reads QoS 1 messages without waiting once the window was reached: one wait
+/// in this long can hold the broker back by one window at most.
+pub const WINDOW_HOLD: Duration = Duration::from_millis(5);
+
+/// tokio's timers count whole milliseconds: no wait is shorter.
+const SHORTEST_WAIT: Duration = Duration::from_millis(1);
+
+/// The longest wait after a QoS 1 read, whatever the linger: a flood that starts during it (up to
+/// ~150,000 messages/s through Mosquitto here) queues at most a few hundred messages at the
+/// broker, under Mosquitto's default 1,000.
+const LONGEST_ACKNOWLEDGED_WAIT: Duration = Duration::from_millis(2);
+
+/// The weight of what was measured before each new span, in the arrival rate.
+const FADE: f64 = 0.75;
+
 impl ReadPacing {
+    /// Waits of `linger` (zero: none), for a broker that sends `window` unacknowledged QoS 1
+    /// messages at once.
+    pub fn new(linger: Duration, window: usize) -> Self {
+        Self {
+            since_read: 0,
+            full_read: 0,
+            acknowledged: false,
+            linger,
+            window,
+            span: None,
+            arrivals: (0.0, 0.0),
+            held_until: None,
+        }
+    }
+
     /// Counts a packet of the current read.
     pub fn received(&mut self, packet: &rumqttc::Packet) {
         self.since_read += 1;
-        self.acknowledged |= matches!(packet, rumqttc::Packet::Publish(p) if p.qos != QoS::AtMostOnce);
+        if let rumqttc::Packet::Publish(publish) = packet
+            && publish.qos != QoS::AtMostOnce
+        {
+            self.acknowledged = true;
+            if let Some((messages, _)) = &mut self.span {
+                *messages += 1;
+            }
+        }
     }
 
-    /// Ends the current read, as the connection is about to be read again: whether to wait first.
-    pub fn next_read(&mut self) -> bool {
+    /// Ends the current read, as the connection is about to be read again: how long to wait
+    /// first, if at all.
+    pub fn next_wait(&mut self) -> Option<Duration> {
+        self.next_wait_at(Instant::now())
+    }
+
+    fn next_wait_at(&mut self, now: Instant) -> Option<Duration> {
         self.full_read = self.full_read.max(self.since_read);
-        let wait = self.since_read < self.full_read && !self.acknowledged;
+        let emptied = self.since_read < self.full_read;
+        let acknowledged = self.acknowledged;
         (self.since_read, self.acknowledged) = (0, false);
-        wait
+        if !emptied || self.linger.is_zero() {
+            return None;
+        }
+        if !acknowledged {
+            return Some(self.linger);
+        }
+        if let Some((messages, since)) = self.span.replace((0, now)) {
+            self.measured(messages, now.saturating_duration_since(since), now);
+        }
+        if self.held_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        Some(self.acknowledged_wait()).filter(|wait| *wait >= SHORTEST_WAIT)
+    }
+
+    fn measured(&mut self, messages: usize, took: Duration, now: Instant) {
+        if messages >= self.window {
+            self.held_until = Some(now + WINDOW_HOLD);
+        }
+        let (count, time) = self.arrivals;
+        self.arrivals = (count * FADE + messages as f64, time * FADE + took.as_secs_f64());
+    }
+
+    /// As long as half a window takes to come at the recent rate, at most the linger (and
+    /// [`LONGEST_ACKNOWLEDGED_WAIT`]); the first, with no rate known yet, is the shortest.
+    fn acknowledged_wait(&self) -> Duration {
+        let longest = self.linger.min(LONGEST_ACKNOWLEDGED_WAIT);
+        let (count, time) = self.arrivals;
+        if time <= 0.0 {
+            return SHORTEST_WAIT.min(longest);
+        }
+        let half_window = self.window as f64 / 2.0 * time / count.max(f64::MIN_POSITIVE);
+        // tokio ends a sleep on the millisecond tick after its deadline: whole milliseconds
+        // asked for take half a millisecond more on average, fractions up to one more.
+        let whole_ms = Duration::try_from_secs_f64((half_window * 1000.0).floor() / 1000.0);
+        whole_ms.map_or(longest, |wait| wait.min(longest))
     }
 }
 
@@ -358,32 +451,100 @@ mod tests {
         assert!(refused_filters(&filters, &SubAck::new(2, all_in)).is_empty());
     }
 
-    fn read(pacing: &mut ReadPacing, packets: &[QoS]) -> bool {
+    const LINGER: Duration = Duration::from_millis(2);
+
+    fn read_at(pacing: &mut ReadPacing, packets: &[QoS], now: Instant) -> Option<Duration> {
         for &qos in packets {
             pacing.received(&rumqttc::Packet::Publish(rumqttc::Publish::new("t", qos, "{}")));
         }
-        pacing.next_read()
+        pacing.next_wait_at(now)
+    }
+
+    fn read(pacing: &mut ReadPacing, packets: &[QoS]) -> Option<Duration> {
+        read_at(pacing, packets, Instant::now())
     }
 
     #[test]
     fn the_input_waits_only_after_a_read_that_emptied_the_socket() {
-        let mut pacing = ReadPacing::default();
+        let mut pacing = ReadPacing::new(LINGER, 20);
         let full = [QoS::AtMostOnce; 9];
-        assert!(!read(&mut pacing, &[QoS::AtMostOnce]), "the size of a full read is not known yet");
-        assert!(!read(&mut pacing, &full), "a full read");
-        assert!(!read(&mut pacing, &full), "more data may wait in the socket");
-        assert!(read(&mut pacing, &[QoS::AtMostOnce; 3]), "3 of 9: the socket was empty");
-        assert!(read(&mut pacing, &[QoS::AtMostOnce]));
-        assert!(!read(&mut pacing, &full));
+        assert_eq!(read(&mut pacing, &[QoS::AtMostOnce]), None, "the size of a full read is not known yet");
+        assert_eq!(read(&mut pacing, &full), None, "a full read");
+        assert_eq!(read(&mut pacing, &full), None, "more data may wait in the socket");
+        assert_eq!(read(&mut pacing, &[QoS::AtMostOnce; 3]), Some(LINGER), "3 of 9: the socket was empty");
+        assert_eq!(read(&mut pacing, &[QoS::AtMostOnce]), Some(LINGER));
+        assert_eq!(read(&mut pacing, &full), None);
     }
 
     #[test]
-    fn the_input_never_waits_after_a_message_the_broker_waits_to_see_acknowledged() {
-        let mut pacing = ReadPacing::default();
+    fn no_linger_no_wait() {
+        let mut pacing = ReadPacing::new(Duration::ZERO, 20);
         read(&mut pacing, &[QoS::AtMostOnce; 9]);
-        assert!(!read(&mut pacing, &[QoS::AtMostOnce, QoS::AtLeastOnce]));
-        assert!(!read(&mut pacing, &[QoS::ExactlyOnce]));
-        assert!(read(&mut pacing, &[QoS::AtMostOnce]), "the next read of QoS 0 only may wait");
+        assert_eq!(read(&mut pacing, &[QoS::AtMostOnce]), None);
+        assert_eq!(read(&mut pacing, &[QoS::AtLeastOnce]), None);
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn after_qos_1_reads_the_input_waits_as_long_as_half_the_brokers_window_takes_to_come() {
+        let mut pacing = ReadPacing::new(ms(50), 100);
+        let start = Instant::now();
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce; 4], start), Some(ms(1)), "no rate known yet");
+        // 10 messages in 4 ms: 2,500 a second, half a window in 20 ms, but QoS 1 waits stop at 2.
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(2));
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce], start + ms(4)), Some(ms(2)));
+        // 98 more in 1 ms: the rate (old spans fading) is 105.5 messages in 4 ms.
+        for _ in 0..9 {
+            read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(5));
+        }
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(5)), None, "a full read");
+        assert_eq!(
+            read_at(&mut pacing, &[QoS::AtLeastOnce; 8], start + ms(5)),
+            Some(ms(1)),
+            "1.9 ms: 1 whole"
+        );
+        // The linger is the longest wait when it is shorter.
+        let mut short = ReadPacing::new(ms(1), 100);
+        read_at(&mut short, &[QoS::AtLeastOnce; 9], start);
+        read_at(&mut short, &[QoS::AtLeastOnce], start);
+        assert_eq!(read_at(&mut short, &[QoS::AtLeastOnce], start + ms(100)), Some(ms(1)));
+    }
+
+    #[test]
+    fn no_wait_under_a_millisecond() {
+        let mut pacing = ReadPacing::new(ms(2), 20);
+        let start = Instant::now();
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
+        read_at(&mut pacing, &[QoS::AtLeastOnce], start);
+        // 19 in 1 ms: 19,000 a second, half a window in 0.53 ms.
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(1)), None, "a full read");
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce], start + ms(1)), None);
+        assert_eq!(
+            read_at(&mut pacing, &[QoS::AtMostOnce], start + ms(1)),
+            Some(ms(2)),
+            "QoS 0 has no window"
+        );
+    }
+
+    #[test]
+    fn a_window_come_at_once_stops_the_qos_1_waits_for_a_while() {
+        let mut pacing = ReadPacing::new(ms(50), 20);
+        let start = Instant::now();
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
+        read_at(&mut pacing, &[QoS::AtLeastOnce], start);
+        // 20 messages over 200 ms: slow on average, but they filled the window.
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(100));
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(199));
+        let then = start + ms(200);
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce; 2], then), None, "held: read on at once");
+        assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce], then + WINDOW_HOLD / 2), None);
+        assert_eq!(read_at(&mut pacing, &[QoS::AtMostOnce], then), Some(ms(50)), "QoS 0: the linger");
+        assert!(read_at(&mut pacing, &[QoS::AtLeastOnce], then + WINDOW_HOLD).is_some(), "the hold is over");
     }
 
     #[test]

@@ -379,13 +379,13 @@ impl RunningPipeline {
         let (clock, end) = virtual_clock(&config)?;
         let plugins = tokio::task::block_in_place(|| start_plugins(&config, &clock))?;
 
-        let (broker, embedded) = match &config.mqtt.url {
-            Some(url) => (BrokerAddress::parse(url)?, None),
+        let (broker, embedded, window) = match &config.mqtt.url {
+            Some(url) => (BrokerAddress::parse(url)?, None, config.mqtt.broker_inflight),
             None => {
                 let ws = (config.mqtt.embedded_ws_port != 0).then_some(config.mqtt.embedded_ws_port);
                 let embedded = broker::start(config.mqtt.embedded_port, ws)?;
                 let address = BrokerAddress { host: "127.0.0.1".into(), port: embedded.mqtt.port() };
-                (address, Some(embedded))
+                (address, Some(embedded), broker::MAX_INFLIGHT)
             }
         };
 
@@ -473,6 +473,7 @@ impl RunningPipeline {
             max_payload: config.mqtt.max_payload,
             subscribed: subscribed_tx,
             linger: Duration::from_millis(config.runtime.batch_linger_ms),
+            window,
         };
         pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pipeline.shutdown.subscribe())));
         // The sensor models start once the processors' subscriptions are in place, so that the
@@ -796,9 +797,11 @@ struct Input {
     stats: Arc<StatsBoard>,
     max_payload: usize,
     subscribed: watch::Sender<bool>,
-    /// How long QoS 0 messages may gather in the socket after a read that emptied it
+    /// How long messages may gather in the socket after a read that emptied it
     /// (`runtime.batch_linger_ms`; see `mqtt::ReadPacing`).
     linger: Duration,
+    /// How many unacknowledged QoS 1 messages the broker sends at once.
+    window: usize,
 }
 
 impl Input {
@@ -850,13 +853,15 @@ impl Input {
 
 async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::Receiver<bool>) {
     let mut failures = 0;
-    let mut pacing = mqtt::ReadPacing::default();
+    let mut pacing = mqtt::ReadPacing::new(input.linger, input.window);
     loop {
         // With no event queued, the next poll reads the connection.
-        if events.state.events.is_empty() && pacing.next_read() && !input.linger.is_zero() {
+        if events.state.events.is_empty()
+            && let Some(wait) = pacing.next_wait()
+        {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                () = tokio::time::sleep(input.linger) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         let event = tokio::select! {

@@ -48,6 +48,35 @@ async fn wait_until_processing(client: &mut TestClient) {
     panic!("the pipeline never processed a probe reading");
 }
 
+/// The input lets QoS 1 readings gather only while that cannot hold the broker back, whatever
+/// the linger: Mosquitto sends 20 unacknowledged messages at once by default (its window) and
+/// drops what passes its queue for a client (1,000 by default), QoS 1 included. Waits of 50 ms
+/// (the linger here) after QoS 1 reads would leave readings at the broker faster than it
+/// sends them, and it dropped some in every run.
+#[tokio::test(flavor = "multi_thread")]
+async fn waits_for_qos_1_readings_to_gather_never_hold_the_broker_back_until_it_drops() {
+    let mosquitto = Mosquitto::start_with_queues(20, 1_000);
+    let mut config = pipeline(Some(mosquitto.url()), vec![rolling_stats(60)]);
+    config.runtime.batch_linger_ms = 50;
+    assert_eq!(config.mqtt.broker_inflight, 20, "Mosquitto's default window is the host's");
+    let running = RunningPipeline::start(config).await.expect("pipeline starts");
+    let mut client = TestClient::connect(mosquitto.port, &[]).await;
+    // First as fast as the client goes, so that the input learns how many messages a full read
+    // brings (it waits only after a read that brought fewer); they fit in the broker's queue.
+    let (burst, readings) = (500, 6_500);
+    for i in 0..readings {
+        let sensor = format!("s{}", i % 40);
+        let topic = format!("toulouse/sensors/temperature/{sensor}");
+        client.publish(&topic, reading(&sensor, "temperature", 10.0, T0 + i)).await;
+        if i >= burst && i % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    client.wait_acked(Duration::from_secs(30)).await;
+    let stats = running.stop().await;
+    assert_eq!(stats["rolling_stats"].readings_in, readings as u64, "the broker dropped readings");
+}
+
 /// Sends 10, 20, 30 °C one second apart and checks the rolling mean/min/max/count.
 async fn check_rolling_stats(port: u16) {
     check_rolling_stats_as(port, None).await;

@@ -61,6 +61,12 @@ impl Mosquitto {
         Self::start_with("allow_anonymous true\n", None)
     }
 
+    /// A broker with Mosquitto's own window, or another (`max_inflight_messages`), and a short
+    /// queue per client (`max_queued_messages`), past which it drops, QoS 1 included.
+    pub fn start_with_queues(inflight: u32, queued: u32) -> Self {
+        Self::launch("allow_anonymous true\n", None, (inflight, queued))
+    }
+
     /// A broker that keeps sessions and queued messages across a clean restart, as a
     /// production broker does (`persistence true`).
     pub fn start_persistent() -> Self {
@@ -80,6 +86,11 @@ impl Mosquitto {
     }
 
     fn start_with(access: &str, user: Option<(&str, &str)>) -> Self {
+        // A historian acknowledges a batch at a time: let the broker send it that many.
+        Self::launch(access, user, (1_000, 100_000))
+    }
+
+    fn launch(access: &str, user: Option<(&str, &str)>, (inflight, queued): (u32, u32)) -> Self {
         let dir = temp_dir("mosquitto");
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
@@ -96,10 +107,9 @@ impl Mosquitto {
             access.push_str(&format!("password_file {}\n", file.display()));
         }
         let persistence = if access.contains("persistence true") { "" } else { "persistence false\n" };
-        // A historian acknowledges a batch at a time: let the broker send it that many.
         let text = format!(
             "listener {port} 127.0.0.1\n{access}{persistence}log_dest stdout\n\
-             max_queued_messages 100000\nmax_inflight_messages 1000\n"
+             max_queued_messages {queued}\nmax_inflight_messages {inflight}\n"
         );
         std::fs::write(&conf, text).expect("cannot write mosquitto.conf");
         let child = spawn_mosquitto(&conf);
