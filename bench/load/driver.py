@@ -1009,9 +1009,10 @@ def main():
         apply_smoke(parser, args)
     defaults = {"step_s": (5, 1.5), "factor": (1.5, 2.0), "refine": (2, 0), "max_drain_s": (30, 10)}
     args.stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
-    args.qos = sorted({int(level) for level in args.qos.split(",") if level.strip()})
-    if not args.qos or any(level not in (0, 1) for level in args.qos):
-        raise SystemExit("--qos takes 0, 1 or 0,1")
+    levels = {level.strip() for level in args.qos.split(",") if level.strip()}
+    if not levels or not levels <= {"0", "1"}:
+        raise SystemExit(f"--qos {args.qos}: give 0, 1 or 0,1")
+    args.qos = sorted(int(level) for level in levels)
     if unknown := [stage for stage in args.stages if stage not in STAGES]:
         raise SystemExit(f"unknown stage(s) {', '.join(unknown)}: choose among {', '.join(STAGES)}")
     if args.plugins_before and not args.host_before:

@@ -1,8 +1,6 @@
 //! The embedded MQTT broker (rumqttd), so that the demo needs nothing installed.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -34,7 +32,10 @@ pub fn free_port(preferred: u16) -> Result<u16, BrokerError> {
 
 /// Waits until the broker holds the port. Probing by binding rather than connecting keeps the
 /// broker from logging a half-open connection as an error.
+#[cfg(feature = "embedded-broker")]
 fn wait_until_listening(addr: SocketAddr) -> Result<(), BrokerError> {
+    use std::time::{Duration, Instant};
+
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         if TcpListener::bind(addr).is_err() {
@@ -45,11 +46,11 @@ fn wait_until_listening(addr: SocketAddr) -> Result<(), BrokerError> {
     Err(BrokerError::NotListening(addr))
 }
 
-/// Starts the broker on 127.0.0.1 (never on other interfaces) in its own threads.
-#[cfg(feature = "embedded-broker")]
 /// Unacknowledged QoS 1 messages the embedded broker sends a client at once.
 pub const MAX_INFLIGHT: usize = 500;
 
+/// Starts the broker on 127.0.0.1 (never on other interfaces) in its own threads.
+#[cfg(feature = "embedded-broker")]
 pub fn start(preferred_port: u16, websocket_port: Option<u16>) -> Result<EmbeddedBroker, BrokerError> {
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
@@ -81,9 +82,9 @@ pub fn start(preferred_port: u16, websocket_port: Option<u16>) -> Result<Embedde
             max_segment_count: 10,
             ..Default::default()
         },
-        v4: Some(HashMap::from([("1".to_owned(), server("mqtt", mqtt))])),
+        v4: Some(std::collections::HashMap::from([("1".to_owned(), server("mqtt", mqtt))])),
         v5: None,
-        ws: websocket.map(|ws| HashMap::from([("1".to_owned(), server("ws", ws))])),
+        ws: websocket.map(|ws| std::collections::HashMap::from([("1".to_owned(), server("ws", ws))])),
         ..Default::default()
     };
     let mut broker = Broker::new(config);
