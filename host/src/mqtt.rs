@@ -488,6 +488,15 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Pacing that has seen a full read of QoS 1 messages, then one that emptied the socket at
+    /// `start`: the first span of QoS 1 messages is being counted from there.
+    fn counting_from(start: Instant, linger: Duration, window: usize) -> ReadPacing {
+        let mut pacing = ReadPacing::new(linger, window);
+        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
+        read_at(&mut pacing, &[QoS::AtLeastOnce], start);
+        pacing
+    }
+
     #[test]
     fn after_qos_1_reads_the_input_waits_as_long_as_half_the_brokers_window_takes_to_come() {
         let mut pacing = ReadPacing::new(ms(50), 100);
@@ -508,18 +517,14 @@ mod tests {
             "1.9 ms: 1 whole"
         );
         // The linger is the longest wait when it is shorter.
-        let mut short = ReadPacing::new(ms(1), 100);
-        read_at(&mut short, &[QoS::AtLeastOnce; 9], start);
-        read_at(&mut short, &[QoS::AtLeastOnce], start);
+        let mut short = counting_from(start, ms(1), 100);
         assert_eq!(read_at(&mut short, &[QoS::AtLeastOnce], start + ms(100)), Some(ms(1)));
     }
 
     #[test]
     fn no_wait_under_a_millisecond() {
-        let mut pacing = ReadPacing::new(ms(2), 20);
         let start = Instant::now();
-        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
-        read_at(&mut pacing, &[QoS::AtLeastOnce], start);
+        let mut pacing = counting_from(start, ms(2), 20);
         // 19 in 1 ms: 19,000 a second, half a window in 0.53 ms.
         read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
         assert_eq!(read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(1)), None, "a full read");
@@ -533,10 +538,8 @@ mod tests {
 
     #[test]
     fn a_window_come_at_once_stops_the_qos_1_waits_for_a_while() {
-        let mut pacing = ReadPacing::new(ms(50), 20);
         let start = Instant::now();
-        read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start);
-        read_at(&mut pacing, &[QoS::AtLeastOnce], start);
+        let mut pacing = counting_from(start, ms(50), 20);
         // 20 messages over 200 ms: slow on average, but they filled the window.
         read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(100));
         read_at(&mut pacing, &[QoS::AtLeastOnce; 9], start + ms(199));

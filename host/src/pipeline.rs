@@ -472,10 +472,9 @@ impl RunningPipeline {
             stats: stats.clone(),
             max_payload: config.mqtt.max_payload,
             subscribed: subscribed_tx,
-            linger: Duration::from_millis(config.runtime.batch_linger_ms),
-            window,
         };
-        pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pipeline.shutdown.subscribe())));
+        let pacing = mqtt::ReadPacing::new(Duration::from_millis(config.runtime.batch_linger_ms), window);
+        pipeline.tasks.push(tokio::spawn(drive_input(in_loop, input, pacing, pipeline.shutdown.subscribe())));
         // The sensor models start once the processors' subscriptions are in place, so that the
         // first readings of a run reach them.
         mqtt::wait_until_subscribed(&mut subscribed, "the processors'").await;
@@ -797,11 +796,6 @@ struct Input {
     stats: Arc<StatsBoard>,
     max_payload: usize,
     subscribed: watch::Sender<bool>,
-    /// How long messages may gather in the socket after a read that emptied it
-    /// (`runtime.batch_linger_ms`; see `mqtt::ReadPacing`).
-    linger: Duration,
-    /// How many unacknowledged QoS 1 messages the broker sends at once.
-    window: usize,
 }
 
 impl Input {
@@ -851,9 +845,15 @@ impl Input {
     }
 }
 
-async fn drive_input(mut events: EventLoop, input: Input, mut shutdown: watch::Receiver<bool>) {
+/// Reads the input connection, letting messages gather in the socket between reads as `pacing`
+/// says (`runtime.batch_linger_ms`, the broker's window).
+async fn drive_input(
+    mut events: EventLoop,
+    input: Input,
+    mut pacing: mqtt::ReadPacing,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut failures = 0;
-    let mut pacing = mqtt::ReadPacing::new(input.linger, input.window);
     loop {
         // With no event queued, the next poll reads the connection.
         if events.state.events.is_empty()
