@@ -61,6 +61,42 @@ fn encode_generic_json(bencher: Bencher, which: &str) {
     bencher.bench_local(|| serde_json::to_vec(black_box(&value)).expect("encodes"));
 }
 
+/// Ten stations' temperatures in one message: the host's own pack (an array of readings), or the
+/// same readings as a SenML pack (RFC 8428) with a base time and unit, each station's position
+/// given by `lat` and `lon` records as SenML does: 30 records for the same 10 readings.
+fn pack_of_ten(format: &str) -> String {
+    let stations = (0..10).map(|i| (i, 43.55 + f64::from(i) / 100.0, 1.40 + f64::from(i) / 100.0));
+    let records: Vec<String> = match format {
+        "host" => stations
+            .map(|(i, lat, lon)| {
+                format!(
+                    r#"{{"sensor_id":"{i}","kind":"temperature","value":6.{i},"unit":"°C","ts":1795939200000,"lat":{lat},"lon":{lon}}}"#
+                )
+            })
+            .collect(),
+        _ => std::iter::once(r#"{"bt":1795939200,"bu":"Cel","bn":"","n":"0:temperature","v":6.0}"#.to_owned())
+            .chain(stations.flat_map(|(i, lat, lon)| {
+                let reading = format!(r#"{{"n":"{i}:temperature","v":6.{i}}}"#);
+                let place = format!(r#"{{"n":"{i}:lat","u":"lat","v":{lat}}},{{"n":"{i}:lon","u":"lon","v":{lon}}}"#);
+                if i == 0 { vec![place] } else { vec![reading, place] }
+            }))
+            .collect(),
+    };
+    format!("[{}]", records.join(","))
+}
+
+/// A pack of ten readings decoded and each checked, in the host's format and in SenML.
+#[divan::bench(args = ["host", "senml"])]
+fn decode_pack_of_10(bencher: Bencher, format: &str) {
+    let text = pack_of_ten(format);
+    bencher.counter(ItemsCount::new(10usize)).bench_local(|| {
+        let readings = garonne::payload::Readings::decode(black_box(text.as_bytes()), MAX).expect("a pack");
+        let read = readings.into_iter().filter(|packed| packed.reading.is_ok()).count();
+        assert_eq!(read, 10);
+        read
+    });
+}
+
 /// One point of the line protocol, as the historian writes it.
 #[divan::bench(args = ["reading", "aggregate"])]
 fn line_protocol(bencher: Bencher, which: &str) {

@@ -4,7 +4,8 @@
 //! - [`sandbox`]: compiles plugins once ([`sandbox::PluginEngine`]), runs each in its own
 //!   [`sandbox::PluginSandbox`] (memory cap, CPU deadline, no files, network or environment) and
 //!   keeps it alive across traps ([`sandbox::ProcessorSupervisor`]).
-//! - [`payload`]: the JSON messages on the wire, and [`topic`]: the MQTT topic scheme.
+//! - [`payload`]: the JSON messages on the wire, [`senml`]: SenML packs read as readings, and
+//!   [`topic`]: the MQTT topic scheme.
 //! - [`mqtt`]: the connection to a broker, and [`broker`]: the embedded one for the demo.
 //! - [`pipeline`]: wires sensor models and processors to MQTT, as a [`config::PipelineConfig`]
 //!   says, each processor behind a queue bounded in readings and in bytes.
@@ -22,6 +23,7 @@ mod queue;
 pub mod replay;
 pub mod sandbox;
 pub mod scaffold;
+pub mod senml;
 pub mod stations;
 pub mod topic;
 pub mod web;

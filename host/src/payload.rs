@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Millis;
+use crate::senml;
 
 /// Payloads above this size are refused before parsing, so that one huge message cannot take the
 /// host's memory.
@@ -69,6 +70,28 @@ pub enum PayloadError {
     EmptyPack,
     #[error("reading {place} of the {count} in the array: {error}")]
     InPack { place: usize, count: usize, error: Box<PayloadError> },
+    #[error(
+        "record {place} of the {count} in the SenML pack is not a SenML record ({reason}); the records after it \
+         may depend on its base fields, so the pack is refused whole"
+    )]
+    BadSenmlRecord { place: usize, count: usize, reason: String },
+    #[error("the pack declares SenML version {0} (`bver`); this host reads version 10, RFC 8428's")]
+    SenmlVersion(u64),
+    #[error(
+        "the SenML record has the field `{0}`, whose name ends in `_`: RFC 8428 says a reader that does \
+         not know such a field must not use the record"
+    )]
+    SenmlMustUnderstand(String),
+    #[error("the SenML record {0:?} carries `{1}`, not a number `v`: only numeric values are readings")]
+    SenmlNotNumeric(String, &'static str),
+    #[error(
+        "the SenML name {0:?} is not `sensor:kind` or `sensor/kind`: a name starts with a letter or digit, \
+         holds only letters, digits and `-:./_`, and its last `:` or `/` separates the sensor from what \
+         it measures (as in `urn:dev:ow:10e2073a01080063:temperature`)"
+    )]
+    SenmlName(String),
+    #[error("the SenML time {0} s is out of range (seconds since 1970, or from now below 2^28)")]
+    SenmlTime(f64),
 }
 
 #[derive(Deserialize)]
@@ -186,6 +209,8 @@ fn out_of_range<E: serde::de::Error>(n: i128, expecting: &'static str) -> E {
 pub enum Readings<'a> {
     One(Payload),
     Pack(Vec<&'a RawValue>),
+    /// A SenML pack, resolved whole (each record depends on the base fields before it).
+    Senml(Vec<PackedReading<'a>>),
 }
 
 impl<'a> Readings<'a> {
@@ -203,16 +228,20 @@ impl<'a> Readings<'a> {
         }
         let pack: Vec<&RawValue> =
             serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
-        if pack.is_empty() {
-            return Err(PayloadError::EmptyPack);
+        match pack.first() {
+            None => Err(PayloadError::EmptyPack),
+            Some(first) if senml::is_senml(first) => {
+                senml::resolve(&pack, crate::clock::wall_clock_millis).map(Readings::Senml)
+            }
+            Some(_) => Ok(Readings::Pack(pack)),
         }
-        Ok(Readings::Pack(pack))
     }
 
     pub fn len(&self) -> usize {
         match self {
             Readings::One(_) => 1,
             Readings::Pack(pack) => pack.len(),
+            Readings::Senml(readings) => readings.len(),
         }
     }
 
@@ -223,6 +252,7 @@ impl<'a> Readings<'a> {
 
 /// A reading of a message, or why it was refused, with its own text when it came in a pack
 /// (what a dead letter keeps of it).
+#[derive(Debug)]
 pub struct PackedReading<'a> {
     pub reading: Result<Payload, PayloadError>,
     pub text: Option<&'a str>,
@@ -238,6 +268,7 @@ impl<'a> IntoIterator for Readings<'a> {
             Readings::Pack(pack) => {
                 ReadingsIter::Pack { count: pack.len(), pack: pack.into_iter().enumerate() }
             }
+            Readings::Senml(readings) => ReadingsIter::Senml(readings.into_iter()),
         }
     }
 }
@@ -246,6 +277,7 @@ impl<'a> IntoIterator for Readings<'a> {
 pub enum ReadingsIter<'a> {
     One(Option<Payload>),
     Pack { count: usize, pack: std::iter::Enumerate<std::vec::IntoIter<&'a RawValue>> },
+    Senml(std::vec::IntoIter<PackedReading<'a>>),
 }
 
 impl<'a> Iterator for ReadingsIter<'a> {
@@ -263,6 +295,7 @@ impl<'a> Iterator for ReadingsIter<'a> {
                 });
                 Some(PackedReading { reading, text: Some(raw.get()) })
             }
+            ReadingsIter::Senml(readings) => readings.next(),
         }
     }
 }
@@ -635,6 +668,21 @@ mod tests {
         let readings = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
         let texts: Vec<_> = readings.into_iter().map(|packed| packed.text).collect();
         assert_eq!(texts, [Some(one), Some(bad)]);
+    }
+
+    #[test]
+    fn a_senml_pack_is_resolved_and_each_record_keeps_its_text() {
+        let (good, bad) =
+            (r#"{"bn":"s1:","bt":1795939200,"n":"temperature","v":9.5}"#, r#"{"n":"door","vb":true}"#);
+        let pack = format!("[{good}, {bad}]");
+        let readings = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a SenML pack");
+        assert!(matches!(readings, Readings::Senml(_)), "{readings:?}");
+        let got: Vec<_> =
+            readings.into_iter().map(|packed| (packed.reading.map(|p| p.value), packed.text)).collect();
+        assert_eq!(got[0], (Ok(9.5), Some(good)));
+        assert!(
+            matches!(got[1], (Err(PayloadError::InPack { place: 2, count: 2, .. }), Some(text)) if text == bad)
+        );
     }
 
     #[test]

@@ -120,22 +120,22 @@ impl Iterator for ReadingFile {
     type Item = Result<Payload, ReplayError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(reading) = self.pack.pop_front() {
-            return Some(reading);
-        }
-        let (line, text) = match self.lines.next_line()? {
-            Ok(found) => found,
-            Err(error) => return Some(Err(error)),
-        };
-        let path = &self.path;
-        let bad = |error| ReplayError::BadReading { path: path.clone(), line, error };
-        match Readings::decode(text, usize::MAX) {
-            Ok(Readings::One(reading)) => Some(Ok(reading)),
-            Ok(pack) => {
-                self.pack = pack.into_iter().map(|packed| packed.reading.map_err(bad)).collect();
-                self.pack.pop_front()
+        // A loop: a SenML pack may hold no reading at all (only its sensors' positions).
+        loop {
+            if let Some(reading) = self.pack.pop_front() {
+                return Some(reading);
             }
-            Err(error) => Some(Err(bad(error))),
+            let (line, text) = match self.lines.next_line()? {
+                Ok(found) => found,
+                Err(error) => return Some(Err(error)),
+            };
+            let path = &self.path;
+            let bad = |error| ReplayError::BadReading { path: path.clone(), line, error };
+            match Readings::decode(text, usize::MAX) {
+                Ok(Readings::One(reading)) => return Some(Ok(reading)),
+                Ok(pack) => self.pack = pack.into_iter().map(|packed| packed.reading.map_err(bad)).collect(),
+                Err(error) => return Some(Err(bad(error))),
+            }
         }
     }
 }
@@ -369,6 +369,19 @@ mod tests {
         assert_eq!(values, [1.0, 3.0, 4.0]);
         let error = got[1].as_ref().expect_err("the second reading is bad").to_string();
         assert!(error.contains("line 1: reading 2 of the 3 in the array"), "{error}");
+    }
+
+    #[test]
+    fn senml_packs_replay_and_one_without_readings_does_not_end_the_file() {
+        let text = concat!(
+            r#"[{"bn":"station-12:","n":"lat","u":"lat","v":43.6},{"n":"lon","u":"lon","v":1.44}]"#,
+            "\n",
+            r#"[{"bn":"station-12:","bt":1795939200,"n":"temperature","u":"Cel","v":9.5},{"n":"humidity","v":81,"t":60}]"#,
+        );
+        let readings: Vec<Payload> =
+            reading_file("senml", text.as_bytes()).collect::<Result<_, _>>().expect("two readings");
+        let got: Vec<_> = readings.iter().map(|p| (p.kind.as_str(), p.value, p.time)).collect();
+        assert_eq!(got, [("temperature", 9.5, 1_795_939_200_000), ("humidity", 81.0, 1_795_939_260_000)]);
     }
 
     #[test]

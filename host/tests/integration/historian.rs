@@ -156,8 +156,18 @@ async fn packs_of_readings_are_stored_reading_by_reading_and_a_bad_one_is_a_dead
     let bad = json!({"sensor_id": "s", "kind": "temperature", "value": "warm", "ts": T0});
     let (first, last) = (reading(N).1, reading(N + 1).1);
     client.publish("toulouse/sensors/gateway", format!("[{first},{bad},{last}]")).await;
+    // A SenML pack (RFC 8428): a base name and time, one record relative to them.
+    let senml = format!(
+        r#"[{{"bn":"urn:dev:ow:gw:","bt":{},"bu":"%RH","n":"humidity","v":81}},{{"n":"humidity","v":82,"t":1}}]"#,
+        T0 / 1000
+    );
+    client.publish("toulouse/sensors/gateway", senml).await;
 
-    assert_eq!(db.wait_for_count("sensors", N + 3, WAIT).await, N + 3, "N + 2 readings and the probe");
+    assert_eq!(db.wait_for_count("sensors", N + 5, WAIT).await, N + 5, "N + 4 readings and the probe");
+    let humidity =
+        db.select("SELECT value FROM sensors WHERE sensor_id = 'urn:dev:ow:gw' AND kind = 'humidity'").await;
+    let humidity: Vec<f64> = humidity.iter().filter_map(|row| row["value"].as_f64()).collect();
+    assert_eq!(humidity, [81.0, 82.0], "both SenML records, as readings of their sensor");
     let values = db.select("SELECT value FROM sensors WHERE kind = 'temperature'").await;
     let mut stored: Vec<f64> = values.iter().filter_map(|row| row["value"].as_f64()).collect();
     stored.sort_by(f64::total_cmp);

@@ -296,6 +296,41 @@ async fn a_pack_of_readings_in_one_message_is_processed_reading_by_reading() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senml_pack_is_resolved_into_readings_and_a_record_it_cannot_read_is_a_dead_letter() {
+    let mosquitto = Mosquitto::start();
+    let running = RunningPipeline::start(pipeline(Some(mosquitto.url()), vec![rolling_stats(300)]))
+        .await
+        .expect("pipeline starts");
+    let mut client =
+        TestClient::connect(mosquitto.port, &["toulouse/stats/#", "garonne/dead-letter/#"]).await;
+    wait_until_processing(&mut client).await;
+    // Base name, time and unit carried over; a position given as `lat`/`lon` records (RFC 8428
+    // §12.1); a boolean value, which is not a reading.
+    let door = r#"{"n":"door","vb":true}"#;
+    let pack = format!(
+        r#"[{{"bn":"urn:dev:ow:senml-g1:","bt":{},"bu":"Cel","n":"temperature","v":4.0}},
+            {{"n":"lat","u":"lat","v":43.61}},{{"n":"lon","u":"lon","v":1.45}},{door},
+            {{"bn":"urn:dev:ow:senml-g3:","n":"temperature","v":6.5,"t":-30}}]"#,
+        T0 / 1000
+    );
+    client.publish("toulouse/sensors/temperature/gateway", pack).await;
+    let seen = outputs_and_dead_letters(&mut client, 3, Duration::from_secs(10)).await;
+    let g1 = seen.iter().find(|(_, j)| j["sensor_id"] == "urn:dev:ow:senml-g1").map(|(_, j)| j);
+    let g1 = g1.unwrap_or_else(|| panic!("no output for g1: {seen:?}"));
+    assert_eq!((g1["value"].as_f64(), g1["unit"].as_str()), (Some(4.0), Some("Cel")), "{g1}");
+    assert_eq!((g1["lat"].as_f64(), g1["lon"].as_f64()), (Some(43.61), Some(1.45)), "{g1}");
+    assert_eq!(g1["ts"], "2026-11-29T08:00:00.000Z");
+    assert_eq!(value_of(&seen, "urn:dev:ow:senml-g3"), Some(&Value::from(6.5)), "{seen:?}");
+    let letters = dead_letters(&seen);
+    assert_eq!(letters.len(), 1, "one dead letter for the one boolean record: {seen:?}");
+    assert_eq!(letters[0].1["payload"], door, "the dead letter keeps the record itself");
+    let reason = letters[0].1["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("reading 4 of the 5 in the array") && reason.contains("`vb`"), "{reason}");
+    assert_eq!(running.stats.decode_errors(), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensor_model_feeds_a_processor_end_to_end() {
     let mut model = PluginConfig::from_path(plugin("synthetic"));
     model.stations =
