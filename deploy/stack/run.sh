@@ -375,7 +375,7 @@ start_host() {
         GARONNE_MQTT_USERNAME=garonne-host GARONNE_MQTT_PASSWORD="$GARONNE_MQTT_PASSWORD" \
         GARONNE_INFLUX_URL="http://127.0.0.1:$INFLUX_PORT" \
         XDG_STATE_HOME="$STATE/host" \
-        launch host "$HOST_BIN" run --config "$PIPELINE"
+        launch host "$HOST_BIN" run --config "$PIPELINE" --state-dir "$STATE/host/processors"
     # Online once every plugin is compiled and loaded (long the first time: no cache yet).
     wait_for host 300 host_online
     say "the host runs $PIPELINE (log: $LOGS/host.log)"

@@ -161,6 +161,10 @@ pub struct RunArgs {
     /// build's state, between two batches (a build that fails to load leaves the old one).
     #[arg(long)]
     pub watch: bool,
+    /// Save each processor's state in this folder when the host stops (and every 30 s), and go
+    /// on from it at the next start: a restart keeps the windows in progress.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Sensors placed around each real station, for load tests (sensor models).
     #[arg(long, value_name = "N")]
     pub fleet: Option<u32>,

@@ -137,6 +137,14 @@ pub struct RuntimeConfig {
     /// Hot swap: when a processor's `.wasm` file changes, load the new build and hand it the
     /// running one's state, between two batches.
     pub watch: bool,
+    /// A folder where each processor's state is saved (`{name}.state`) when the host stops and
+    /// every `state_save_s` while it runs, and read back when it starts: a restart then goes on
+    /// with the windows in progress. Relative to the pipeline file. Default: none (state lives
+    /// in memory only).
+    pub state_dir: Option<PathBuf>,
+    /// Seconds between two saves of a processor's state while the host runs: what a crash
+    /// may lose (a clean stop saves it all).
+    pub state_save_s: f64,
 }
 
 /// 4 MiB: about 10,000 of a sensor's readings, as many as `queue_capacity`'s default slots.
@@ -160,6 +168,8 @@ impl Default for RuntimeConfig {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             checkpoint_every: 16,
             watch: false,
+            state_dir: None,
+            state_save_s: 30.0,
         }
     }
 }
@@ -313,6 +323,7 @@ impl PipelineConfig {
             plugin.path = base.join(&plugin.path);
             plugin.stations = plugin.stations.as_ref().map(|s| base.join(s));
         }
+        config.runtime.state_dir = config.runtime.state_dir.map(|dir| base.join(dir));
         Ok(config)
     }
 
@@ -342,6 +353,9 @@ impl PipelineConfig {
             self.mqtt.username = Some(user);
         }
         self.mqtt.password = env("GARONNE_MQTT_PASSWORD");
+        if let Some(dir) = env("GARONNE_STATE_DIR") {
+            self.runtime.state_dir = Some(dir.into());
+        }
     }
 
     /// Checks what serde cannot, with a message naming the plugin and the setting.
@@ -395,6 +409,12 @@ impl PipelineConfig {
                 "runtime.queue_bytes is {}: give the bytes each processor's queue may hold, from 1 to {} (default {DEFAULT_QUEUE_BYTES})",
                 self.runtime.queue_bytes,
                 crate::queue::MAX_BYTES
+            )));
+        }
+        if !(self.runtime.state_save_s.is_finite() && self.runtime.state_save_s > 0.0) {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.state_save_s is {}: give the seconds between two saves of the processors' state (default 30)",
+                self.runtime.state_save_s
             )));
         }
         if self.runtime.batch_linger_ms > MAX_BATCH_LINGER_MS {
@@ -703,6 +723,23 @@ mod tests {
         config.plugins[0].publish = vec!["toulouse/#/clean".into()];
         let message = config.validate().expect_err("filter").to_string();
         assert!(message.contains("publish filter `toulouse/#/clean`"), "{message}");
+    }
+
+    #[test]
+    fn the_state_folder_is_taken_from_the_pipeline_files_folder_or_the_environment() {
+        let text = "[runtime]\nstate_dir = \"state\"\nstate_save_s = 5\n[[plugin]]\npath = \"a.wasm\"\n";
+        let mut config =
+            PipelineConfig::parse(Path::new("/srv/garonne/pipeline.toml"), text).expect("parses");
+        assert_eq!(config.runtime.state_dir.as_deref(), Some(Path::new("/srv/garonne/state")));
+        assert!(config.validate().is_ok());
+        config.apply_env(|key| (key == "GARONNE_STATE_DIR").then(|| "/var/lib/garonne".into()));
+        assert_eq!(config.runtime.state_dir.as_deref(), Some(Path::new("/var/lib/garonne")));
+        for refused in [0.0, -1.0, f64::NAN] {
+            config.runtime.state_save_s = refused;
+            let message = config.validate().expect_err("no interval").to_string();
+            assert!(message.contains("runtime.state_save_s is"), "{message}");
+        }
+        assert_eq!(PipelineConfig::default().runtime.state_dir, None, "in memory unless asked");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod replay;
 pub mod sandbox;
 pub mod scaffold;
 pub mod senml;
+pub mod state_store;
 pub mod stations;
 pub mod topic;
 pub mod web;

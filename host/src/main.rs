@@ -67,6 +67,9 @@ fn pipeline_config(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(seed) = args.seed {
         config.runtime.seed = seed;
     }
+    if let Some(dir) = &args.state_dir {
+        config.runtime.state_dir = Some(dir.clone());
+    }
     if let Some(port) = args.ws_port {
         config.mqtt.embedded_ws_port = port;
     }

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Packet, QoS, Request};
 use serde_json::json;
@@ -36,8 +36,9 @@ use crate::payload::{self, PackedReading, Payload, PayloadError, Readings};
 use crate::queue::{self, Held};
 use crate::sandbox::{
     CallError, DeadLetter, LoadError, LoadedPlugin, Message, Outcome, PluginEngine, PluginStats,
-    ProcessorSupervisor, SensorModelSupervisor, World,
+    ProcessorSupervisor, SavedState, SensorModelSupervisor, World,
 };
+use crate::state_store::{StateError, StateStore};
 use crate::stations::{self, StationsError};
 use crate::topic::{self, TopicFilters};
 
@@ -77,6 +78,8 @@ pub enum PipelineError {
     SensorModelInputs { plugin: String, inputs: Vec<String> },
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}. Check runtime.state_dir (--state-dir)")]
+    State(#[from] StateError),
 }
 
 /// Counters of the whole host, shared between the workers and the status task.
@@ -455,7 +458,14 @@ impl RunningPipeline {
                 max: config.runtime.batch_max,
                 linger: Duration::from_millis(config.runtime.batch_linger_ms),
             };
-            let thread = spawn_processor(supervisor, rx, own, batching, stats.clone())?;
+            let saving = match config.runtime.state_dir.as_deref() {
+                Some(dir) => Some(StateSaving {
+                    store: StateStore::open(dir)?,
+                    every: Duration::from_secs_f64(config.runtime.state_save_s),
+                }),
+                None => None,
+            };
+            let thread = spawn_processor(supervisor, rx, own, batching, saving, stats.clone())?;
             let stage = stage_of(&name, &config, &processor_names);
             pipeline.workers.push(ProcessorWorker { stage, queue: tx.clone(), thread });
             // A processor with only `plugin:` inputs subscribes to nothing.
@@ -665,6 +675,7 @@ fn virtual_clock(config: &PipelineConfig) -> Result<(VirtualClock, Option<i64>),
 }
 
 fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<StartedPlugins, PipelineError> {
+    let store = config.runtime.state_dir.as_deref().map(StateStore::open).transpose()?;
     let cache_dir = config.runtime.cache_dir.clone().or_else(default_cache_dir);
     let engine = Arc::new(PluginEngine::new(cache_dir.as_deref())?.compiling_apart());
     let mut started = StartedPlugins { engine: engine.clone(), processors: Vec::new(), models: Vec::new() };
@@ -677,7 +688,7 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
         let seed = config.runtime.seed;
         match plugin.info.world {
             World::Processor => {
-                let supervisor = ProcessorSupervisor::start(
+                let mut supervisor = ProcessorSupervisor::start(
                     plugin.clone(),
                     plugin_config.flat_config(),
                     plugin_config.limits.clone(),
@@ -686,6 +697,9 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
                 )
                 .map_err(start_error)?
                 .with_adaptive_checkpoints(config.runtime.checkpoint_every);
+                if let Some(store) = &store {
+                    resume_saved_state(&mut supervisor, store);
+                }
                 started.processors.push((supervisor, topic_filters(plugin_config, &config.mqtt.prefix)));
             }
             World::SensorModel => {
@@ -978,6 +992,50 @@ async fn report_status(
     }
 }
 
+/// Hands a processor the state a former run saved. A state it cannot use is set aside (kept
+/// for a person to look at) and the processor starts afresh: the host must start either way.
+fn resume_saved_state(supervisor: &mut ProcessorSupervisor, store: &StateStore) {
+    let name = supervisor.name().to_owned();
+    let refused = match store.load(&name) {
+        Ok(None) => return,
+        Ok(Some(saved)) => {
+            let sensors = saved.sensors.len();
+            match supervisor.resume(saved) {
+                Ok(()) => {
+                    tracing::info!(plugin = name, sensors, "resumed from {}", store.path(&name).display());
+                    return;
+                }
+                Err(error) => format!("the plugin refused it: {error}"),
+            }
+        }
+        Err(error) => error.to_string(),
+    };
+    match store.set_aside(&name) {
+        Ok(aside) => tracing::error!(
+            plugin = name,
+            "saved state not used ({refused}); starting afresh, the file is kept as {}",
+            aside.display()
+        ),
+        Err(error) => tracing::error!(plugin = name, "saved state not used ({refused}); {error}"),
+    }
+}
+
+/// Where and how often a processor's worker saves its state.
+#[derive(Clone)]
+struct StateSaving {
+    store: StateStore,
+    every: Duration,
+}
+
+impl StateSaving {
+    fn save(&self, name: &str, saved: Option<SavedState>) {
+        let Some(saved) = saved else { return };
+        if let Err(error) = self.store.save(name, &saved) {
+            tracing::error!(plugin = name, "{error}");
+        }
+    }
+}
+
 /// How a processor's worker gathers readings into calls.
 #[derive(Clone, Copy)]
 struct Batching {
@@ -990,6 +1048,7 @@ fn spawn_processor(
     mut queue: queue::Receiver<Work>,
     publisher: Publisher,
     batching: Batching,
+    saving: Option<StateSaving>,
     stats: Arc<StatsBoard>,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let name = supervisor.name().to_owned();
@@ -997,6 +1056,7 @@ fn spawn_processor(
         .name(format!("plugin-{name}"))
         .spawn(move || {
             let mut batch = Vec::with_capacity(batching.max);
+            let mut last_save = Instant::now();
             while let Some(first) = queue.blocking_recv() {
                 let mut next = Next::default();
                 next.take(first, &mut batch);
@@ -1026,7 +1086,23 @@ fn spawn_processor(
                 }
                 stats.update(&name, supervisor.stats());
                 if stop {
+                    // Everything queued before the stop is processed: the state holds it all.
+                    if let Some(saving) = &saving {
+                        match supervisor.saved_state() {
+                            Ok(saved) => saving.save(&name, Some(saved)),
+                            Err(error) => {
+                                tracing::error!(plugin = name, "state not saved at the stop: {error}")
+                            }
+                        }
+                    }
                     break;
+                }
+                // While running, the last checkpoint is saved: no extra call to the plugin.
+                if let Some(saving) = &saving
+                    && last_save.elapsed() >= saving.every
+                {
+                    saving.save(&name, supervisor.checkpointed_state());
+                    last_save = Instant::now();
                 }
             }
         })

@@ -14,7 +14,9 @@ pub use engine::{LoadError, LoadedPlugin, PluginEngine, PluginInfo, World, compi
 pub use instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 pub use limits::Limits;
 pub use series::SeriesError;
-pub use supervisor::{DeadLetter, Outcome, PluginStats, ProcessorSupervisor, SensorModelSupervisor};
+pub use supervisor::{
+    DeadLetter, Outcome, PluginStats, ProcessorSupervisor, SavedState, SensorModelSupervisor,
+};
 
 /// The WIT types as the host sees them.
 pub use bindings::v0_3_0::types::{Message, Position, Readings, Sensor, Station};

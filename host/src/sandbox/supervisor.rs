@@ -152,6 +152,16 @@ struct SensorRegistry {
 }
 
 impl SensorRegistry {
+    /// A registry of sensors the instance has already been told of, in their order.
+    fn known(sensors: Vec<Sensor>) -> Self {
+        let mut index: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        for (i, sensor) in sensors.iter().enumerate() {
+            index.entry(sensor.kind.clone()).or_default().insert(sensor.id.clone(), i as u32);
+        }
+        let announced = sensors.len() as u32;
+        SensorRegistry { sensors, index, announced, changed: Vec::new() }
+    }
+
     fn index_of(&mut self, payload: &Payload) -> Option<u32> {
         let ids = self.index.get(payload.kind.as_str());
         if let Some(&index) = ids.and_then(|ids| ids.get(payload.sensor_id.as_str())) {
@@ -196,6 +206,15 @@ fn same_metadata(known: &Sensor, payload: &Payload) -> bool {
         && known.position == payload.position.map(|(lat, lon)| Position { lat, lon })
         && known.tags.len() == payload.tags.len()
         && known.tags.iter().zip(&payload.tags).all(|((k, v), (pk, pv))| k == pk && v == pv)
+}
+
+/// What a processor needs to go on where it was, in another process: the sensors it had been
+/// told of, in their order (its state refers to them by index), its snapshot and its random state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedState {
+    pub sensors: Vec<Sensor>,
+    pub state: Vec<u8>,
+    pub rng: u64,
 }
 
 /// The last snapshot and the host-side random state that goes with it.
@@ -340,6 +359,40 @@ impl ProcessorSupervisor {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
         let instance = self.live_instance()?;
         instance.snapshot()
+    }
+
+    /// The plugin's state now, with its sensors: a snapshot is taken (for a stop).
+    pub fn saved_state(&mut self) -> Result<SavedState, CallError> {
+        let state = self.snapshot()?;
+        let rng = self.instance.as_ref().map_or(self.checkpoint.rng, PluginSandbox::rng_state);
+        Ok(SavedState { sensors: self.registry.sensors.clone(), state, rng })
+    }
+
+    /// The state of the last checkpoint, with the sensors known now (those it refers to come
+    /// first): no call to the plugin, for saves while it runs. `None` before the first checkpoint.
+    pub fn checkpointed_state(&self) -> Option<SavedState> {
+        let state = self.checkpoint.state.clone()?;
+        Some(SavedState { sensors: self.registry.sensors.clone(), state, rng: self.checkpoint.rng })
+    }
+
+    /// Goes on from `saved` (a state from an earlier run of the host): a new instance gets
+    /// `init`, the saved sensors and the saved snapshot. If the plugin refuses it (a build whose
+    /// state has another shape), the running instance is kept as it was, and the error says why.
+    pub fn resume(&mut self, saved: SavedState) -> Result<(), CallError> {
+        let mut instance =
+            PluginSandbox::instantiate(&self.plugin, &self.limits, self.clock.clone(), self.seed)
+                .map_err(CallError::Failed)?;
+        instance.init(&self.config)?;
+        if !saved.sensors.is_empty() {
+            instance.on_sensors(0, &saved.sensors)?;
+        }
+        instance.restore(&saved.state)?;
+        instance.set_rng_state(saved.rng);
+        self.instance = Some(instance);
+        self.registry = SensorRegistry::known(saved.sensors);
+        self.checkpoint = Checkpoint { state: Some(saved.state), rng: saved.rng };
+        self.clear_journal();
+        Ok(())
     }
 
     /// Replaces the running build by `plugin`, between two calls: the new instance gets `init`,

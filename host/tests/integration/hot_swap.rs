@@ -147,3 +147,84 @@ async fn an_endless_loop_in_a_running_pipeline_is_stopped_at_its_deadline() {
     assert_eq!(counts, [&json!(1.0), &json!(2.0)], "the readings around the poison are processed");
     running.stop().await;
 }
+
+/// With a state folder, a stopped host saves each processor's state, and the next start goes on
+/// with the windows in progress and the readings the broker kept meanwhile: a planned restart
+/// loses nothing. A state the plugin cannot use is set aside, never fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_state_folder_goes_on_mid_window_and_a_damaged_state_is_set_aside() {
+    let mosquitto = Mosquitto::start();
+    let state_dir = temp_dir("state");
+    // One client id for every run: its persistent session keeps what comes while the host is down.
+    let client_id = format!("restart-test-{}", crate::support::free_port());
+    let config = || {
+        let mut avg = PluginConfig::from_path(plugin("avg_quartier"));
+        avg.config.insert("window_s".into(), 60.into());
+        avg.config.insert("lateness_s".into(), 0.into());
+        let mut config = pipeline(mosquitto.url(), vec![avg], false);
+        config.mqtt.client_id = client_id.clone();
+        config.runtime.state_dir = Some(state_dir.clone());
+        // A checkpoint after every call, saved every 0.2 s while running.
+        config.runtime.checkpoint_every = 1;
+        config.runtime.state_save_s = 0.2;
+        config
+    };
+    let mut client = TestClient::connect(mosquitto.port, &["toulouse/quartiers/+/temperature"]).await;
+    let publish = |range: std::ops::Range<i64>, value: fn(i64) -> f64| {
+        range.map(move |i| ("toulouse/sensors/temperature/42", reading(i, value(i))))
+    };
+
+    // The first half of a window, then a stop.
+    let running = RunningPipeline::start(config()).await.expect("starts");
+    for (topic, payload) in publish(0..30, |i| (i + 1) as f64) {
+        client.publish(topic, payload).await;
+    }
+    stats_until(&running, "avg_quartier", |s| s.readings_in == 30).await;
+    // Saved while running (a tick a second wakes the worker), before any stop.
+    let saved = state_dir.join("avg_quartier.state");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saved.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saved.exists(), "the state is saved while the host runs");
+    running.stop().await;
+
+    // The second half comes while the host is down; the broker keeps it for the host's session.
+    for (topic, payload) in publish(30..60, |i| (i + 1) as f64) {
+        client.publish(topic, payload).await;
+    }
+    client.wait_acked(Duration::from_secs(10)).await;
+    // A new host goes on: the window holds both halves, as an uninterrupted run gives.
+    let running = RunningPipeline::start(config()).await.expect("starts again");
+    client.publish("toulouse/sensors/temperature/42", reading(61, 0.0)).await;
+    let average = window(&mut client, T0).await;
+    assert_eq!(
+        (average["fields"]["count"].clone(), average["value"].clone()),
+        (json!(60.0), json!(30.5)),
+        "{average}"
+    );
+    assert_eq!(
+        (average["fields"]["min"].clone(), average["fields"]["max"].clone()),
+        (json!(1.0), json!(60.0))
+    );
+    stats_until(&running, "avg_quartier", |s| s.readings_in == 31).await;
+    running.stop().await;
+
+    // A damaged file: set aside, and the plugin starts afresh (the reading at 61 s is forgotten).
+    let text = std::fs::read(&saved).expect("the second stop saved the state");
+    std::fs::write(&saved, &text[..text.len() / 2]).expect("damage it");
+    let running = RunningPipeline::start(config()).await.expect("starts with a damaged state");
+    for (topic, payload) in publish(62..71, |_| 2.0) {
+        client.publish(topic, payload).await;
+    }
+    client.publish("toulouse/sensors/temperature/42", reading(125, 0.0)).await;
+    let next = window(&mut client, T0 + 60_000).await;
+    assert_eq!(next["fields"]["count"], 9.0, "a fresh start: only the readings since it: {next}");
+    running.stop().await;
+    let aside: Vec<_> = std::fs::read_dir(&state_dir)
+        .expect("the state folder")
+        .filter_map(|entry| entry.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.starts_with("avg_quartier.state.refused-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged file is kept aside");
+}

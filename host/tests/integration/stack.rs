@@ -503,6 +503,11 @@ fn stack_script_starts_everything_on_loopback_data_flows_and_stop_leaves_nothing
     let (ok, output) = stack.run("stop", Duration::from_secs(100));
     stack.stopped = true;
     assert!(ok, "run.sh stop failed:\n{output}\n{}", stack.logs());
+    // The host saved its processors' state at the stop, for the next start to go on from.
+    for processor in ["rolling_stats", "quality_filter", "avg_quartier", "thresholds"] {
+        let saved = stack.state.join(format!("host/processors/{processor}.state"));
+        assert!(saved.exists(), "no saved state at {}\n{}", saved.display(), stack.logs());
+    }
     let left: Vec<u32> = processes.iter().copied().filter(|pid| alive(*pid)).collect();
     assert!(left.is_empty(), "processes left after stop: {left:?}\n{output}");
     for (name, port) in &stack.ports {
