@@ -334,6 +334,8 @@ struct StartedPlugins {
     /// Each processor with its topic filters (read from the broker).
     processors: Vec<(ProcessorSupervisor, Vec<String>)>,
     models: Vec<(SensorModelSupervisor, f64)>,
+    /// Where the processors' state is saved (`runtime.state_dir`), if anywhere.
+    store: Option<StateStore>,
 }
 
 /// A processor's worker thread, and where it stands in the `plugin:` chains.
@@ -445,7 +447,8 @@ impl RunningPipeline {
         let processor_names = queues.keys().cloned().collect();
         let mut routes = Vec::new();
         let mut watched = Vec::new();
-        for ((supervisor, filters), rx) in plugins.processors.into_iter().zip(receivers) {
+        let StartedPlugins { processors, store, models, .. } = plugins;
+        for ((supervisor, filters), rx) in processors.into_iter().zip(receivers) {
             let name = supervisor.name().to_owned();
             let tx = queues[&name].clone();
             if config.runtime.watch
@@ -458,13 +461,11 @@ impl RunningPipeline {
                 max: config.runtime.batch_max,
                 linger: Duration::from_millis(config.runtime.batch_linger_ms),
             };
-            let saving = match config.runtime.state_dir.as_deref() {
-                Some(dir) => Some(StateSaving {
-                    store: StateStore::open(dir)?,
-                    every: Duration::from_secs_f64(config.runtime.state_save_s),
-                }),
-                None => None,
-            };
+            let saving = store.clone().map(|store| StateSaving {
+                store,
+                every: Duration::from_secs_f64(config.runtime.state_save_s),
+                last_written: None,
+            });
             let thread = spawn_processor(supervisor, rx, own, batching, saving, stats.clone())?;
             let stage = stage_of(&name, &config, &processor_names);
             pipeline.workers.push(ProcessorWorker { stage, queue: tx.clone(), thread });
@@ -489,16 +490,7 @@ impl RunningPipeline {
         // first readings of a run reach them.
         mqtt::wait_until_subscribed(&mut subscribed, "the processors'").await;
         let _ = ready.send(true);
-        Ok(PreparedPipeline {
-            pipeline,
-            models: plugins.models,
-            clock,
-            end,
-            publisher,
-            queues,
-            watched,
-            config,
-        })
+        Ok(PreparedPipeline { pipeline, models, clock, end, publisher, queues, watched, config })
     }
 
     /// Stops the workers after they finished what they hold, and returns their counters.
@@ -678,7 +670,8 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
     let store = config.runtime.state_dir.as_deref().map(StateStore::open).transpose()?;
     let cache_dir = config.runtime.cache_dir.clone().or_else(default_cache_dir);
     let engine = Arc::new(PluginEngine::new(cache_dir.as_deref())?.compiling_apart());
-    let mut started = StartedPlugins { engine: engine.clone(), processors: Vec::new(), models: Vec::new() };
+    let mut started =
+        StartedPlugins { engine: engine.clone(), processors: Vec::new(), models: Vec::new(), store: None };
     for plugin_config in &config.plugins {
         let mut loaded = engine.load(&plugin_config.path)?;
         loaded.info.name = plugin_config.name();
@@ -738,6 +731,7 @@ fn start_plugins(config: &PipelineConfig, clock: &VirtualClock) -> Result<Starte
             );
         }
     }
+    started.store = store;
     Ok(started)
 }
 
@@ -1025,13 +1019,26 @@ fn resume_saved_state(supervisor: &mut ProcessorSupervisor, store: &StateStore) 
 struct StateSaving {
     store: StateStore,
     every: Duration,
+    /// A digest of the last state written: an idle plugin's state is not written again every
+    /// interval (a city's night on a Raspberry Pi's SD card).
+    last_written: Option<u64>,
 }
 
 impl StateSaving {
-    fn save(&self, name: &str, saved: Option<SavedState>) {
+    fn save(&mut self, name: &str, saved: Option<SavedState>) {
         let Some(saved) = saved else { return };
-        if let Err(error) = self.store.save(name, &saved) {
-            tracing::error!(plugin = name, "{error}");
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (&saved.state, saved.rng, saved.sensors.len()).hash(&mut hasher);
+            hasher.finish()
+        };
+        if self.last_written == Some(digest) {
+            return;
+        }
+        match self.store.save(name, &saved) {
+            Ok(()) => self.last_written = Some(digest),
+            Err(error) => tracing::error!(plugin = name, "{error}"),
         }
     }
 }
@@ -1048,7 +1055,7 @@ fn spawn_processor(
     mut queue: queue::Receiver<Work>,
     publisher: Publisher,
     batching: Batching,
-    saving: Option<StateSaving>,
+    mut saving: Option<StateSaving>,
     stats: Arc<StatsBoard>,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let name = supervisor.name().to_owned();
@@ -1087,7 +1094,7 @@ fn spawn_processor(
                 stats.update(&name, supervisor.stats());
                 if stop {
                     // Everything queued before the stop is processed: the state holds it all.
-                    if let Some(saving) = &saving {
+                    if let Some(saving) = &mut saving {
                         match supervisor.saved_state() {
                             Ok(saved) => saving.save(&name, Some(saved)),
                             Err(error) => {
@@ -1098,7 +1105,7 @@ fn spawn_processor(
                     break;
                 }
                 // While running, the last checkpoint is saved: no extra call to the plugin.
-                if let Some(saving) = &saving
+                if let Some(saving) = &mut saving
                     && last_save.elapsed() >= saving.every
                 {
                     saving.save(&name, supervisor.checkpointed_state());
@@ -1289,5 +1296,28 @@ async fn publish_station_metadata(client: &AsyncClient, prefix: &str, model: &Se
         if let Err(error) = client.publish(topic, QoS::AtLeastOnce, true, body.to_string()).await {
             tracing::warn!("station metadata not published: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_state_is_not_written_again() {
+        let dir = std::env::temp_dir().join(format!("garonne-saving-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = StateStore::open(&dir).expect("a temp folder");
+        let mut saving = StateSaving { store: store.clone(), every: Duration::ZERO, last_written: None };
+        let state = |bytes: &[u8]| Some(SavedState { sensors: Vec::new(), state: bytes.to_vec(), rng: 1 });
+        saving.save("p", state(b"one"));
+        assert!(store.path("p").exists());
+        std::fs::remove_file(store.path("p")).expect("removed");
+        saving.save("p", state(b"one"));
+        assert!(!store.path("p").exists(), "the same state again: not written");
+        saving.save("p", state(b"two"));
+        assert_eq!(store.load("p").expect("reads").map(|s| s.state), Some(b"two".to_vec()));
+        saving.save("p", None);
+        assert!(store.path("p").exists(), "no checkpoint yet: nothing written, nothing removed");
     }
 }
