@@ -6,6 +6,7 @@ mod engine;
 mod guest_output;
 mod instance;
 mod limits;
+mod sensor_registry;
 mod series;
 mod state;
 mod supervisor;

@@ -9,15 +9,16 @@
 //! failing call. The failing batch is then retried one reading at a time, so that only the
 //! readings that really make the plugin fail go to the dead-letter topic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bindings::v0_3_0::types::{Message, Position, Readings, Sensor, Station};
+use super::bindings::v0_3_0::types::{Message, Readings, Sensor, Station};
 use super::call_size::CallSize;
 use super::engine::LoadedPlugin;
 use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 use super::limits::Limits;
+use super::sensor_registry::{MAX_SENSORS, SensorRegistry};
 use super::state::MAX_METRICS;
 use crate::clock::VirtualClock;
 use crate::payload::Payload;
@@ -33,8 +34,6 @@ pub const MAX_JOURNAL_READINGS: usize = 100_000;
 
 /// Recoveries tried in a row before the call that needed the instance is given up.
 const MAX_RECOVERY_ATTEMPTS: u32 = 5;
-/// More distinct sensors than this in one processor is taken as bad input, not as a fleet.
-const MAX_SENSORS: usize = 1_000_000;
 
 /// Counters of one plugin, reported in the log and on the status topic.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
@@ -136,76 +135,6 @@ impl Pacing {
     fn checkpointed(&mut self, cost: Duration) {
         *self = Self { adaptive: self.adaptive, last_cost: cost, ..Self::default() };
     }
-}
-
-/// The sensors a processor has been told about, by dense index.
-#[derive(Default)]
-struct SensorRegistry {
-    sensors: Vec<Sensor>,
-    /// By kind, then sensor id: a look-up borrows the reading's strings. (A `(String, String)`
-    /// key cost two allocations per reading, and building the `Sensor` to compare three more.)
-    index: HashMap<String, HashMap<String, u32>>,
-    /// Indices below this are known to the live instance.
-    announced: u32,
-    /// Known sensors whose metadata changed since they were announced.
-    changed: Vec<u32>,
-}
-
-impl SensorRegistry {
-    /// A registry of sensors the instance has already been told of, in their order.
-    fn known(sensors: Vec<Sensor>) -> Self {
-        let mut index: HashMap<String, HashMap<String, u32>> = HashMap::new();
-        for (i, sensor) in sensors.iter().enumerate() {
-            index.entry(sensor.kind.clone()).or_default().insert(sensor.id.clone(), i as u32);
-        }
-        let announced = sensors.len() as u32;
-        SensorRegistry { sensors, index, announced, changed: Vec::new() }
-    }
-
-    fn index_of(&mut self, payload: &Payload) -> Option<u32> {
-        let ids = self.index.get(payload.kind.as_str());
-        if let Some(&index) = ids.and_then(|ids| ids.get(payload.sensor_id.as_str())) {
-            let known = &mut self.sensors[index as usize];
-            if !same_metadata(known, payload) {
-                *known = sensor_of(payload);
-                if index < self.announced {
-                    self.changed.push(index);
-                }
-            }
-            return Some(index);
-        }
-        if self.sensors.len() >= MAX_SENSORS {
-            return None;
-        }
-        let index = self.sensors.len() as u32;
-        self.sensors.push(sensor_of(payload));
-        self.index.entry(payload.kind.clone()).or_default().insert(payload.sensor_id.clone(), index);
-        Some(index)
-    }
-
-    fn payload(&self, index: u32, value: f64, time: i64) -> Option<Payload> {
-        let sensor = self.sensors.get(index as usize)?;
-        Some(Payload::of_sensor(sensor, value, time))
-    }
-}
-
-fn sensor_of(payload: &Payload) -> Sensor {
-    Sensor {
-        id: payload.sensor_id.clone(),
-        kind: payload.kind.clone(),
-        unit: payload.unit.clone(),
-        position: payload.position.map(|(lat, lon)| Position { lat, lon }),
-        tags: payload.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-    }
-}
-
-/// Whether a reading brings the metadata already known for its sensor, compared in place (this
-/// runs for every reading).
-fn same_metadata(known: &Sensor, payload: &Payload) -> bool {
-    known.unit == payload.unit
-        && known.position == payload.position.map(|(lat, lon)| Position { lat, lon })
-        && known.tags.len() == payload.tags.len()
-        && known.tags.iter().zip(&payload.tags).all(|((k, v), (pk, pv))| k == pk && v == pv)
 }
 
 /// What a processor needs to go on where it was, in another process: the sensors it had been
@@ -809,52 +738,6 @@ impl SensorModelSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reading(id: &str, unit: &str) -> Payload {
-        Payload {
-            sensor_id: id.into(),
-            kind: "temperature".into(),
-            value: 1.0,
-            unit: unit.into(),
-            time: 0,
-            position: None,
-            fields: Default::default(),
-            tags: Default::default(),
-        }
-    }
-
-    #[test]
-    fn sensors_get_dense_stable_indices_and_changes_are_noticed() {
-        let mut registry = SensorRegistry::default();
-        assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
-        assert_eq!(registry.index_of(&reading("b", "°C")), Some(1));
-        registry.announced = 2;
-        assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
-        assert!(registry.changed.is_empty());
-        assert_eq!(registry.index_of(&reading("a", "K")), Some(0));
-        assert_eq!(registry.changed, vec![0]);
-        assert_eq!(registry.sensors[0].unit, "K");
-    }
-
-    #[test]
-    fn a_sensor_is_its_id_and_kind_and_moves_or_new_tags_are_changes() {
-        let mut registry = SensorRegistry::default();
-        let mut humidity = reading("a", "%");
-        humidity.kind = "humidity".into();
-        assert_eq!(registry.index_of(&reading("a", "°C")), Some(0));
-        assert_eq!(registry.index_of(&humidity), Some(1), "same id, another kind: another sensor");
-        registry.announced = 2;
-        let mut moved = reading("a", "°C");
-        moved.position = Some((43.6, 1.44));
-        assert_eq!(registry.index_of(&moved), Some(0));
-        assert_eq!(registry.index_of(&moved), Some(0));
-        let mut tagged = moved.clone();
-        tagged.tags.insert("quartier".into(), "Capitole".into());
-        assert_eq!(registry.index_of(&tagged), Some(0));
-        assert_eq!(registry.changed, vec![0, 0], "the move, then the tag; the repeat was no change");
-        assert_eq!(registry.sensors[0].tags, vec![("quartier".to_string(), "Capitole".to_string())]);
-        assert_eq!(registry.sensors[0].position, Some(Position { lat: 43.6, lon: 1.44 }));
-    }
 
     #[test]
     fn a_costly_checkpoint_waits_for_ten_times_its_cost_in_calls_or_a_full_journal() {
