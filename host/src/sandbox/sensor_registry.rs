@@ -4,8 +4,8 @@
 //! then unit, position and tags to notice a change) cost 11 % of the host's time at 60,000
 //! readings/s: each comparison follows pointers to strings scattered over the heap, several
 //! cache misses a reading. A reading is now told by its [`Fingerprint`], hashed from its own
-//! strings (still in cache from decoding), and the registry's table holds the fingerprints
-//! inline: one cache line a look-up.
+//! strings (read once, in order), and the registry's table holds the fingerprints inline: one
+//! cache line a look-up (BENCHMARKS.md, "Sessions 19 and 20").
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
