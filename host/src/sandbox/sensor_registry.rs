@@ -1,8 +1,8 @@
 //! The sensors a processor has been told about, by dense index, and how a reading finds its own.
 //!
 //! This runs for every reading in every processor. A look-up by the reading's strings (kind, id,
-//! then unit, position and tags to notice a change) cost 11 % of the host's time at 60,000
-//! readings/s: each comparison follows pointers to strings scattered over the heap, several
+//! then unit, position and tags to notice a change) cost about 14 % of the host's time at
+//! 60,000 readings/s: each comparison follows pointers to strings scattered over the heap, several
 //! cache misses a reading. A reading is now told by its [`Fingerprint`], hashed from its own
 //! strings (read once, in order), and the registry's table holds the fingerprints inline: one
 //! cache line a look-up (BENCHMARKS.md, "Sessions 19 and 20").
@@ -33,8 +33,8 @@ const METADATA: foldhash::quality::FixedState =
 /// million share one with a chance of about 10⁻²⁷. Nothing is lost in trust either way: a
 /// reading names its sensor by a claim anyone who may publish can make. A metadata change whose
 /// 64-bit hash equals the old one's (a chance of 2⁻⁶⁴ per change) would go unannounced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Fingerprint {
+#[derive(Clone, Copy)]
+struct Fingerprint {
     identity: u128,
     metadata: u64,
 }
