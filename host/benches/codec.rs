@@ -201,7 +201,7 @@ fn supervised_on_readings_of_100<const ADAPTIVE: bool>(bencher: Bencher, per_sen
         let readings = batch(step);
         (0..SENSORS as usize)
             .map(|i| Payload {
-                sensor_id: format!("sensor-{i}"),
+                sensor_id: compact_str::format_compact!("sensor-{i}"),
                 kind: "temperature".into(),
                 value: readings.values[i],
                 unit: "°C".into(),

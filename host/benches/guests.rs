@@ -71,7 +71,7 @@ fn config(name: &str) -> Vec<(String, String)> {
 fn batch(n: usize, size: usize) -> Vec<Payload> {
     (n * size..(n + 1) * size)
         .map(|i| Payload {
-            sensor_id: format!("sensor-{}", i % SENSORS),
+            sensor_id: format!("sensor-{}", i % SENSORS).into(),
             kind: "temperature".into(),
             value: 10.0 + (i % 40) as f64 * 0.25,
             unit: "°C".into(),

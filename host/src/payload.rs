@@ -16,6 +16,7 @@
 //! bounds every stage on one machine (`BENCHMARKS.md`). Each reading of a pack is checked on its
 //! own: a bad one is refused with its place in the pack, and does not take the others with it.
 
+use compact_str::{CompactString, ToCompactString};
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -29,22 +30,29 @@ use crate::senml;
 /// host's memory.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 
+/// A short text of a message: a sensor's id, kind or unit, a tag or a field's name.
+///
+/// Kept inline up to 24 bytes, which holds nearly every one: a `String` costs an allocation each,
+/// made by the input's thread and freed by a processor's, and at 60,000 readings/s malloc and
+/// free were a quarter of the host's CPU (`BENCHMARKS.md`, session 21).
+pub type Text = CompactString;
+
 /// A message's named numbers (`min`, `count`, ...), sorted by name.
-pub type Fields = LiteMap<String, f64>;
+pub type Fields = LiteMap<Text, f64>;
 /// A message's tags (`quartier`, `station_name`, ...), sorted by name.
 ///
 /// Both are maps of a few entries, kept sorted in one vector. A `BTreeMap` allocated a node of
 /// 544 bytes for a reading's single tag, twice the rest of the reading: that was most of what an
 /// overloaded host held in its queues, and a copy of it for every processor reading the topic.
-pub type Tags = LiteMap<String, String>;
+pub type Tags = LiteMap<Text, Text>;
 
 /// One message on the wire, decoded and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
-    pub sensor_id: String,
-    pub kind: String,
+    pub sensor_id: Text,
+    pub kind: Text,
     pub value: f64,
-    pub unit: String,
+    pub unit: Text,
     pub time: Millis,
     pub position: Option<(f64, f64)>,
     pub fields: Fields,
@@ -97,10 +105,10 @@ pub enum PayloadError {
 #[derive(Deserialize)]
 struct Wire {
     sensor_id: Id,
-    kind: String,
+    kind: Text,
     value: f64,
     #[serde(default)]
-    unit: String,
+    unit: Text,
     ts: Time,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lat: Option<f64>,
@@ -134,13 +142,13 @@ struct WireOut<'a> {
 
 /// Station ids in the open data are numbers; accept them as such.
 enum Id {
-    Text(String),
+    Text(Text),
     Number(u64),
 }
 
 enum Time {
     Millis(i64),
-    Text(String),
+    Text(Text),
 }
 
 // `Id` and `Time` are read by hand rather than with `#[serde(untagged)]`: untagged enums buffer
@@ -170,7 +178,7 @@ impl<'de> Deserialize<'de> for Time {
 
 /// A JSON string or integer, as read by [`TextOrInteger`].
 enum Scalar {
-    Text(String),
+    Text(Text),
     Integer(i128),
 }
 
@@ -183,10 +191,10 @@ impl serde::de::Visitor<'_> for TextOrInteger {
         f.write_str(self.0)
     }
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Text(text.to_owned()))
+        Ok(Scalar::Text(text.into()))
     }
     fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Scalar, E> {
-        Ok(Scalar::Text(text))
+        Ok(Scalar::Text(text.into()))
     }
     fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Scalar, E> {
         Ok(Scalar::Integer(n.into()))
@@ -314,7 +322,7 @@ impl Payload {
         let payload = Payload {
             sensor_id: match wire.sensor_id {
                 Id::Text(s) => s,
-                Id::Number(n) => n.to_string(),
+                Id::Number(n) => n.to_compact_string(),
             },
             kind: wire.kind,
             value: wire.value,
@@ -392,14 +400,14 @@ impl Payload {
     /// 8 of them its header, 32 at the least), which for a reading's short strings is most of
     /// their cost.
     pub fn footprint(&self) -> usize {
-        let strings = [&self.sensor_id, &self.kind, &self.unit].map(|s| allocation(s.capacity()));
-        let tags = self.tags.iter().map(|(k, v)| allocation(k.capacity()) + allocation(v.capacity()));
-        let fields = self.fields.iter().map(|(k, _)| allocation(k.capacity()));
+        let strings = [&self.sensor_id, &self.kind, &self.unit].map(text_allocation);
+        let tags = self.tags.iter().map(|(k, v)| text_allocation(k) + text_allocation(v));
+        let fields = self.fields.iter().map(|(k, _)| text_allocation(k));
         allocation(2 * size_of::<usize>() + size_of::<Self>())
             + strings.iter().sum::<usize>()
-            + allocation(self.tags.len() * size_of::<(String, String)>())
+            + allocation(self.tags.len() * size_of::<(Text, Text)>())
             + tags.sum::<usize>()
-            + allocation(self.fields.len() * size_of::<(String, f64)>())
+            + allocation(self.fields.len() * size_of::<(Text, f64)>())
             + fields.sum::<usize>()
     }
 }
@@ -409,18 +417,23 @@ fn allocation(bytes: usize) -> usize {
     if bytes == 0 { 0 } else { (bytes + 8).next_multiple_of(16).max(32) }
 }
 
+/// What malloc takes for a text: nothing when it is kept inline.
+fn text_allocation(text: &Text) -> usize {
+    if text.is_heap_allocated() { allocation(text.capacity()) } else { 0 }
+}
+
 impl Payload {
     /// A reading of `sensor`.
     pub fn of_sensor(sensor: &crate::sandbox::Sensor, value: f64, time: Millis) -> Self {
         Payload {
-            sensor_id: sensor.id.clone(),
-            kind: sensor.kind.clone(),
+            sensor_id: sensor.id.as_str().into(),
+            kind: sensor.kind.as_str().into(),
             value,
-            unit: sensor.unit.clone(),
+            unit: sensor.unit.as_str().into(),
             time,
             position: sensor.position.map(|p| (p.lat, p.lon)),
             fields: Fields::new(),
-            tags: sensor.tags.iter().cloned().collect(),
+            tags: sensor.tags.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
         }
     }
 }
@@ -429,14 +442,14 @@ impl Payload {
 impl From<crate::sandbox::Message> for Payload {
     fn from(message: crate::sandbox::Message) -> Self {
         Payload {
-            sensor_id: message.sensor_id,
-            kind: message.kind,
+            sensor_id: message.sensor_id.into(),
+            kind: message.kind.into(),
             value: message.value,
-            unit: message.unit,
+            unit: message.unit.into(),
             time: message.time,
             position: message.position.map(|p| (p.lat, p.lon)),
-            fields: message.fields.into_iter().collect(),
-            tags: message.tags.into_iter().collect(),
+            fields: message.fields.into_iter().map(|(name, value)| (name.into(), value)).collect(),
+            tags: message.tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
         }
     }
 }
@@ -565,20 +578,20 @@ mod tests {
     }
 
     /// The bytes a queue counts a reading for: a sensor's reading of the load bench, by hand
-    /// (Arc and payload 208, three short strings 32 each, one tag: its vector 64, its key and
-    /// value 32 each), and a large tag counted in full.
+    /// (Arc and payload 208, one tag's vector 64; its key and value, like the three short
+    /// strings, are inline and cost nothing more), and a large tag counted in full.
     #[test]
     fn a_readings_footprint_counts_each_allocation_as_malloc_takes_it() {
         let text = r#"{"sensor_id":"4004","kind":"temperature","value":12.5,"unit":"°C",
             "ts":"2026-11-29T08:00:00.250Z","lat":43.6,"lon":1.44,"tags":{"station_name":"Toulouse Ponsan"}}"#;
         let reading = decode(text).expect("valid payload");
-        let by_hand = (16 + size_of::<Payload>() + 8).next_multiple_of(16) + 3 * 32 + 64 + 2 * 32;
+        let by_hand = (16 + size_of::<Payload>() + 8).next_multiple_of(16) + 64;
         assert_eq!(reading.footprint(), by_hand);
-        assert!((350..=500).contains(&by_hand), "{by_hand}");
+        assert!((250..=300).contains(&by_hand), "{by_hand}");
 
         let large = text.replace("Toulouse Ponsan", &"x".repeat(40_000));
         let large = decode(&large).expect("valid payload");
-        assert_eq!(large.footprint(), by_hand - 32 + 40_016);
+        assert_eq!(large.footprint(), by_hand + 40_016);
     }
 
     /// Tags and fields come out sorted by name whatever their order on the wire, a repeated name
@@ -711,7 +724,7 @@ mod tests {
             sensor_id: "a".into(),
             kind: "t".into(),
             value: f64::NAN,
-            unit: String::new(),
+            unit: "".into(),
             time: 0,
             position: None,
             fields: Fields::new(),

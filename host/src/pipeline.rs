@@ -35,8 +35,8 @@ use crate::mqtt::{self, BrokerAddress, MqttError};
 use crate::payload::{self, PackedReading, Payload, PayloadError, Readings};
 use crate::queue::{self, Held};
 use crate::sandbox::{
-    CallError, DeadLetter, LoadError, LoadedPlugin, Message, Outcome, PluginEngine, PluginStats,
-    ProcessorSupervisor, SavedState, SensorModelSupervisor, World,
+    CallError, DeadLetter, LoadError, LoadedPlugin, Outcome, PluginEngine, PluginStats, ProcessorSupervisor,
+    Published, SavedState, SensorModelSupervisor, World,
 };
 use crate::state_store::{StateError, StateStore};
 use crate::stations::{self, StationsError};
@@ -254,12 +254,12 @@ impl Publisher {
         handover.send();
     }
 
-    fn message(&self, plugin: &str, message: Message, handover: &mut Handover) {
+    fn message(&self, plugin: &str, message: Published, handover: &mut Handover) {
         let Some(topic) = topic::under_prefix(&self.prefix, &message.topic) else {
             tracing::warn!(plugin, "message not published: invalid topic {:?}", message.topic);
             return;
         };
-        self.publish_and_hand_over(plugin, topic, Payload::from(message), handover);
+        self.publish_and_hand_over(plugin, topic, message.payload, handover);
     }
 
     /// The broker gets the messages the plugin's `publish` filters take (by default all, so

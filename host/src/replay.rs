@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 
 use crate::clock::VirtualClock;
 use crate::payload::{self, Payload, PayloadError, Readings};
-use crate::sandbox::{DeadLetter, Limits, LoadedPlugin, Message, ProcessorSupervisor, SensorModelSupervisor};
+use crate::sandbox::{
+    DeadLetter, Limits, LoadedPlugin, ProcessorSupervisor, Published, SensorModelSupervisor,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -263,9 +265,8 @@ fn reading_line(reading: &Payload) -> Option<Value> {
 }
 
 /// A message as one JSON object: its relative topic, then the fields of the wire format.
-fn message_line(message: Message) -> Option<Value> {
-    let topic = message.topic.clone();
-    let payload = Payload::from(message);
+fn message_line(message: Published) -> Option<Value> {
+    let Published { topic, payload } = message;
     let mut object: Map<String, Value> = match reading_line(&payload)? {
         Value::Object(map) => map,
         _ => return None,

@@ -79,7 +79,7 @@ pub fn resolve<'a>(
         let reading = match entry {
             Entry::Header | Entry::Position { .. } => continue,
             Entry::Refused(error) => Err(in_pack(place, error)),
-            Entry::Reading(mut payload) => match positions.get(&payload.sensor_id) {
+            Entry::Reading(mut payload) => match positions.get(payload.sensor_id.as_str()) {
                 Some(None) => Err(in_pack(place, PayloadError::BadPosition)),
                 given => {
                     payload.position = given.copied().flatten();
@@ -210,10 +210,10 @@ impl<'a> Base<'a> {
             return Ok(Entry::Position { sensor_id: sensor_id.to_owned(), axis, degrees: value });
         }
         Ok(Entry::Reading(Payload {
-            sensor_id: sensor_id.to_owned(),
-            kind: kind.to_owned(),
+            sensor_id: sensor_id.into(),
+            kind: kind.into(),
             value,
-            unit: unit.to_owned(),
+            unit: unit.into(),
             time: event_time(self.time + time.unwrap_or(0.0), now)?,
             position: None,
             fields: Fields::new(),

@@ -168,7 +168,7 @@ mod tests {
             fields: Fields::from_iter([("min".into(), 11.0), ("value".into(), 99.0)]),
             tags: Tags::from_iter([
                 ("station_name".into(), "parc compans, cafarelli".into()),
-                ("empty".into(), String::new()),
+                ("empty".into(), "".into()),
                 ("kind".into(), "spoofed".into()),
             ]),
         }

@@ -11,6 +11,7 @@ use super::bindings::v0_3_0::types::{Message, Readings, Sensor, Station};
 use super::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use super::engine::{EPOCH_TICK, LoadedPlugin, PluginPre, World};
 use super::limits::Limits;
+use super::published::Published;
 use super::state::{GuestState, SplitMix64};
 use crate::clock::VirtualClock;
 
@@ -216,11 +217,11 @@ impl Sandbox<Processor> {
 
     /// The messages of a batch: those of the points the plugin published, then those it
     /// returned.
-    pub fn on_readings(&mut self, batch: &Readings) -> Result<Vec<Message>, CallError> {
+    pub fn on_readings(&mut self, batch: &Readings) -> Result<Vec<Published>, CallError> {
         self.publishing_call(|s, b| processor_api!(b, |api| api.call_on_readings(s, batch)))
     }
 
-    pub fn on_tick(&mut self, now: i64) -> Result<Vec<Message>, CallError> {
+    pub fn on_tick(&mut self, now: i64) -> Result<Vec<Published>, CallError> {
         self.publishing_call(|s, b| processor_api!(b, |api| api.call_on_tick(s, now)))
     }
 
@@ -229,16 +230,13 @@ impl Sandbox<Processor> {
     fn publishing_call(
         &mut self,
         f: impl FnOnce(&mut Store<GuestState>, &Processor) -> wasmtime::Result<Result<Vec<Message>, String>>,
-    ) -> Result<Vec<Message>, CallError> {
+    ) -> Result<Vec<Published>, CallError> {
         self.store.data_mut().publishing = true;
         let returned = self.call(self.limits.call_deadline(), f);
         self.store.data_mut().publishing = false;
         let returned = returned?;
         let mut messages = std::mem::take(&mut self.store.data_mut().published);
-        if messages.is_empty() {
-            return Ok(returned);
-        }
-        messages.extend(returned);
+        messages.extend(returned.into_iter().map(Published::from));
         Ok(messages)
     }
 

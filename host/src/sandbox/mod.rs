@@ -6,6 +6,7 @@ mod engine;
 mod guest_output;
 mod instance;
 mod limits;
+mod published;
 mod sensor_registry;
 mod series;
 mod state;
@@ -14,6 +15,7 @@ mod supervisor;
 pub use engine::{LoadError, LoadedPlugin, PluginEngine, PluginInfo, World, compile_in_child_processes};
 pub use instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 pub use limits::Limits;
+pub use published::Published;
 pub use series::SeriesError;
 pub use supervisor::{
     DeadLetter, Outcome, PluginStats, ProcessorSupervisor, SavedState, SensorModelSupervisor,

@@ -157,11 +157,11 @@ impl SensorRegistry {
 
 fn sensor_of(payload: &Payload) -> Sensor {
     Sensor {
-        id: payload.sensor_id.clone(),
-        kind: payload.kind.clone(),
-        unit: payload.unit.clone(),
+        id: payload.sensor_id.to_string(),
+        kind: payload.kind.to_string(),
+        unit: payload.unit.to_string(),
         position: payload.position.map(|(lat, lon)| Position { lat, lon }),
-        tags: payload.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        tags: payload.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     }
 }
 

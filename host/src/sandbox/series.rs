@@ -5,9 +5,12 @@
 //! by the plugin, then copied and checked as UTF-8 by the host, then freed by the plugin again:
 //! for a processor that publishes a message per reading, most of the cost of a call. A point of
 //! a declared series carries three numbers and its fields; the host makes the message from the
-//! series it keeps.
+//! series it keeps, in its own form ([`Published`]), whose short strings are kept inline: a
+//! point costs the host an allocation for its topic and one for its tags, not one per string.
 
-use super::bindings::v0_3_0::types::{Message, Points, Series};
+use super::bindings::v0_3_0::types::{Points, Series};
+use super::published::Published;
+use crate::payload::{Fields, Payload, Text};
 
 /// The most memory the series of one instance may take on the host's side. A series is meant
 /// for a subject (a sensor, a quartier and a measure), of which a pipeline has thousands; a
@@ -51,8 +54,36 @@ pub enum SeriesError {
 /// The series one instance declared, by index.
 #[derive(Debug, Default)]
 pub(crate) struct SeriesTable {
-    series: Vec<Series>,
+    series: Vec<DeclaredSeries>,
     bytes: usize,
+}
+
+/// A series as the host keeps it: what each of its messages is, but for the numbers.
+#[derive(Debug)]
+struct DeclaredSeries {
+    topic: String,
+    field_names: Vec<Text>,
+    template: Payload,
+    /// What the declaration counts for in the table's budget.
+    bytes: usize,
+}
+
+impl From<Series> for DeclaredSeries {
+    fn from(series: Series) -> Self {
+        let bytes = footprint(&series);
+        let template = Payload {
+            sensor_id: series.sensor_id.into(),
+            kind: series.kind.into(),
+            value: 0.0,
+            unit: series.unit.into(),
+            time: 0,
+            position: series.position.map(|p| (p.lat, p.lon)),
+            fields: Fields::new(),
+            tags: series.tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        };
+        let field_names = series.field_names.into_iter().map(Text::from).collect();
+        DeclaredSeries { topic: series.topic, field_names, template, bytes }
+    }
 }
 
 impl SeriesTable {
@@ -62,12 +93,13 @@ impl SeriesTable {
         if index > declared {
             return Err(SeriesError::OutOfOrder { index, declared });
         }
-        let replaced = self.series.get(index as usize).map_or(0, footprint);
+        let replaced = self.series.get(index as usize).map_or(0, |known| known.bytes);
         let bytes = self.bytes - replaced + footprint(&series);
         if bytes > MAX_SERIES_BYTES {
             return Err(SeriesError::TooLarge { index });
         }
         self.bytes = bytes;
+        let series = DeclaredSeries::from(series);
         match self.series.get_mut(index as usize) {
             Some(known) => *known = series,
             None => self.series.push(series),
@@ -82,7 +114,7 @@ impl SeriesTable {
     pub fn expand(
         &self,
         points: &Points,
-        out: &mut Vec<Message>,
+        out: &mut Vec<Published>,
         max_len: usize,
     ) -> Result<usize, SeriesError> {
         let n = points.series.len();
@@ -112,23 +144,21 @@ impl SeriesTable {
             let series = &self.series[points.series[i] as usize];
             let (own, rest) = fields.split_at(series.field_names.len());
             fields = rest;
-            out.push(message(series, points.values[i], points.times[i], own));
+            out.push(series.message(points.values[i], points.times[i], own));
         }
         Ok(n - kept)
     }
 }
 
-fn message(series: &Series, value: f64, time: i64, fields: &[f64]) -> Message {
-    Message {
-        topic: series.topic.clone(),
-        sensor_id: series.sensor_id.clone(),
-        kind: series.kind.clone(),
-        value,
-        unit: series.unit.clone(),
-        time,
-        position: series.position,
-        fields: series.field_names.iter().cloned().zip(fields.iter().copied()).collect(),
-        tags: series.tags.clone(),
+impl DeclaredSeries {
+    fn message(&self, value: f64, time: i64, fields: &[f64]) -> Published {
+        let mut payload = self.template.clone();
+        payload.value = value;
+        payload.time = time;
+        if !fields.is_empty() {
+            payload.fields = self.field_names.iter().cloned().zip(fields.iter().copied()).collect();
+        }
+        Published { topic: self.topic.clone(), payload }
     }
 }
 
@@ -179,12 +209,19 @@ mod tests {
         assert_eq!(dropped, 0);
         let topics: Vec<&str> = out.iter().map(|m| m.topic.as_str()).collect();
         assert_eq!(topics, ["quartiers/1/temperature", "clean/temperature/42", "quartiers/1/temperature"]);
-        assert_eq!((out[0].value, out[0].time), (1.5, 1000));
-        assert_eq!(out[0].fields, vec![("min".to_owned(), 1.0), ("max".to_owned(), 2.0)]);
-        assert!(out[1].fields.is_empty());
-        assert_eq!(out[2].fields, vec![("min".to_owned(), 3.0), ("max".to_owned(), 4.0)]);
-        assert_eq!(out[1].tags, vec![("quartier".to_owned(), "Capitole".to_owned())]);
-        assert_eq!(out[1].position, Some(Position { lat: 43.6, lon: 1.44 }));
+        let fields = |m: &Published| -> Vec<(String, f64)> {
+            m.payload.fields.iter().map(|(name, value)| (name.to_string(), *value)).collect()
+        };
+        assert_eq!((out[0].payload.value, out[0].payload.time), (1.5, 1000));
+        assert_eq!(fields(&out[0]), [("max".to_owned(), 2.0), ("min".to_owned(), 1.0)]);
+        assert!(out[1].payload.fields.is_empty());
+        assert_eq!(fields(&out[2]), [("max".to_owned(), 4.0), ("min".to_owned(), 3.0)]);
+        let tags: Vec<(&str, &str)> =
+            out[1].payload.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(tags, [("quartier", "Capitole")]);
+        let payload = &out[1].payload;
+        assert_eq!((&*payload.sensor_id, &*payload.kind, &*payload.unit), ("42", "temperature", "°C"));
+        assert_eq!(payload.position, Some((43.6, 1.44)));
     }
 
     #[test]

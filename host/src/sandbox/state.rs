@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::v0_3_0::{host, types};
 use super::bindings::{v0_1_0, v0_2_0};
 use super::guest_output::{GuestOutput, StderrTail};
+use super::published::Published;
 use super::series::{SeriesError, SeriesTable};
 use crate::clock::VirtualClock;
 
@@ -25,7 +26,7 @@ pub(crate) struct GuestState {
     pub series: SeriesTable,
     /// The messages of the points published during the current call, at most `published_cap`;
     /// the points past it are counted in `published_dropped`.
-    pub published: Vec<types::Message>,
+    pub published: Vec<Published>,
     pub published_cap: usize,
     pub published_dropped: u64,
     /// Whether `host.publish` may be called now: only during `on-readings` and `on-tick`.
@@ -114,7 +115,7 @@ impl host::Host for GuestState {
         self.published_dropped += dropped.map_err(wasmtime::Error::msg)? as u64;
         let room = self.published_cap.saturating_sub(self.published.len());
         self.published_dropped += messages.len().saturating_sub(room) as u64;
-        self.published.extend(messages.into_iter().take(room));
+        self.published.extend(messages.into_iter().take(room).map(Published::from));
         Ok(())
     }
 }

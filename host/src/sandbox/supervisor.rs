@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bindings::v0_3_0::types::{Message, Readings, Sensor, Station};
+use super::bindings::v0_3_0::types::{Readings, Sensor, Station};
 use super::call_size::CallSize;
 use super::engine::LoadedPlugin;
 use super::instance::{CallError, Failure, PluginSandbox, SensorModelSandbox};
 use super::limits::Limits;
+use super::published::Published;
 use super::sensor_registry::{MAX_SENSORS, SensorRegistry};
 use super::state::MAX_METRICS;
 use crate::clock::VirtualClock;
@@ -92,7 +93,7 @@ pub struct DeadLetter {
 /// What one call to a supervisor produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub messages: Vec<Message>,
+    pub messages: Vec<Published>,
     pub dead_letters: Vec<DeadLetter>,
 }
 
@@ -425,7 +426,7 @@ impl ProcessorSupervisor {
         }
     }
 
-    fn attempt(&mut self, call: &Call) -> Result<Vec<Message>, CallError> {
+    fn attempt(&mut self, call: &Call) -> Result<Vec<Published>, CallError> {
         let instance = self.live_instance()?;
         let started = Instant::now();
         let result = match call {
@@ -558,7 +559,7 @@ impl ProcessorSupervisor {
 
     /// Publishes what a call gave, at most `limits.max_messages`; `cut` is what the sandbox
     /// already dropped past the cap (points, before their messages were made).
-    fn publish(&mut self, mut messages: Vec<Message>, cut: u64, outcome: &mut Outcome) {
+    fn publish(&mut self, mut messages: Vec<Published>, cut: u64, outcome: &mut Outcome) {
         let dropped = cut + messages.len().saturating_sub(self.limits.max_messages) as u64;
         if dropped > 0 {
             tracing::warn!(

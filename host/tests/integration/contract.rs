@@ -52,7 +52,7 @@ fn a_plugin_of_0_1_0_computes_and_keeps_its_state_in_a_host_of_0_3_0() {
         .messages
         .iter()
         .chain(&second.messages)
-        .map(|m| (m.topic.clone(), m.value, m.fields.iter().find(|(k, _)| k == "seen").map_or(-1.0, |f| f.1)))
+        .map(|m| (m.topic.clone(), m.payload.value, m.payload.fields.get("seen").copied().unwrap_or(-1.0)))
         .collect();
     let expected = vec![
         ("legacy/temperature/s1".to_owned(), 3.0, 1.0),
@@ -60,7 +60,7 @@ fn a_plugin_of_0_1_0_computes_and_keeps_its_state_in_a_host_of_0_3_0() {
         ("legacy/temperature/s1".to_owned(), -12.0, 3.0),
     ];
     assert_eq!(got, expected);
-    assert_eq!(first.messages[0].kind, "temperature_scaled");
+    assert_eq!(first.messages[0].payload.kind, "temperature_scaled");
     assert_eq!(legacy.stats().failures(), 0);
     assert!(legacy.stats().metrics.is_empty(), "0.1.0 has no metrics: {:?}", legacy.stats().metrics);
 }
@@ -70,7 +70,7 @@ fn a_plugin_of_0_2_0_computes_and_sets_its_metric_in_a_host_of_0_3_0() {
     let engine = engine();
     let mut older = start(&engine, "contract_v0_2", &[("factor", "3")]);
     let outcome = older.on_readings(&readings(&[1.0, 2.5]));
-    let values: Vec<f64> = outcome.messages.iter().map(|m| m.value).collect();
+    let values: Vec<f64> = outcome.messages.iter().map(|m| m.payload.value).collect();
     assert_eq!(values, vec![3.0, 7.5]);
     assert_eq!(outcome.messages[1].topic, "legacy/temperature/s1");
     assert_eq!(older.stats().metrics.get("factor"), Some(&3.0), "{:?}", older.stats().metrics);

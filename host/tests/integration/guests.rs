@@ -178,7 +178,7 @@ fn looping(guest: Guest, engine: &PluginEngine) -> ProcessorSupervisor {
 }
 
 fn values(outcome: &Outcome) -> Vec<f64> {
-    outcome.messages.iter().map(|m| m.value).collect()
+    outcome.messages.iter().map(|m| m.payload.value).collect()
 }
 
 /// Feeds `[a, b, POISON, c]`: the loop is interrupted at the deadline (once for the batch, once
@@ -210,8 +210,11 @@ fn an_endless_loop_in_the_python_example_is_stopped_at_the_deadline() {
     let (outcome, next) = an_endless_loop_is_interrupted(PYTHON, [10.0, 14.0, 20.0], 0.0);
     assert_eq!(values(&outcome), vec![20.0]);
     assert_eq!(
-        outcome.messages[0].fields,
-        vec![("mean".into(), 12.0), ("sigma".into(), 2.0), ("deviation".into(), 8.0)]
+        outcome.messages[0].payload.fields,
+        [("mean", 12.0), ("sigma", 2.0), ("deviation", 8.0)]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v))
+            .collect()
     );
     // Then mean 16 and sigma sqrt(18) = 4.24: 0 is 16 away, more than 3 sigma.
     assert_eq!(values(&next), vec![0.0]);

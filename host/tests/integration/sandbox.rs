@@ -51,7 +51,7 @@ fn hostile_with(
 
 /// The `count` values the hostile guest emitted.
 fn counts(outcome: &Outcome) -> Vec<f64> {
-    outcome.messages.iter().filter(|m| m.topic == "count").map(|m| m.value).collect()
+    outcome.messages.iter().filter(|m| m.topic == "count").map(|m| m.payload.value).collect()
 }
 
 fn dead_values(outcome: &Outcome) -> Vec<f64> {
@@ -198,7 +198,7 @@ fn points_past_the_message_cap_are_dropped_before_they_become_messages() {
     let outcome = flooder.on_readings(&readings(&[POISON]));
     assert_eq!(outcome.messages.len(), 1_000);
     assert!(outcome.messages.iter().all(|m| m.topic == "flood"), "the points of the flood series");
-    assert_eq!(outcome.messages[999].value, 999.0, "the first ones, in order");
+    assert_eq!(outcome.messages[999].payload.value, 999.0, "the first ones, in order");
     assert_eq!(flooder.stats().messages_dropped, 99_000);
     assert_eq!(counts(&flooder.on_readings(&readings(&[1.0]))), vec![1.0], "the plugin keeps running");
 }
@@ -256,8 +256,8 @@ fn a_plugin_cannot_reach_files_environment_or_network() {
     let mut escaper = hostile_with(&engine, "escape", relaxed(), 1, &[("target", &target)]);
     let outcome = escaper.on_readings(&readings(&[POISON]));
     let report = outcome.messages.iter().find(|m| m.topic == "escape").expect("an escape report");
-    assert_eq!(report.fields.len(), 6, "{report:?}");
-    for (what, got_through) in &report.fields {
+    assert_eq!(report.payload.fields.len(), 6, "{report:?}");
+    for (what, got_through) in report.payload.fields.iter() {
         assert_eq!(*got_through, 0.0, "the plugin reached {what}: {report:?}");
     }
 }
