@@ -284,6 +284,10 @@ pub struct TestArgs {
     /// Seed of the plugin's random source.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Processors: the time SenML relative times (below 2^28 s) count from, in RFC 3339, so that a
+    /// recorded pack gives the same readings at each test [default: the wall clock].
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
     /// Sensor models: the stations file.
     #[arg(long, value_name = "FILE")]
     pub stations: Option<PathBuf>,

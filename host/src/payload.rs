@@ -226,6 +226,16 @@ impl<'a> Readings<'a> {
     /// [`Readings::into_iter`]. Fails as a whole only when the payload is too large, not JSON, or
     /// a single reading that is refused.
     pub fn decode(bytes: &'a [u8], max_size: usize) -> Result<Self, PayloadError> {
+        Self::decode_at(bytes, max_size, crate::clock::wall_clock_millis)
+    }
+
+    /// [`Readings::decode`], with `now` as the time a SenML pack's relative times count from: a
+    /// recorded pack replays the same whenever it is replayed (`host plugin test --now`).
+    pub fn decode_at(
+        bytes: &'a [u8],
+        max_size: usize,
+        now: impl FnOnce() -> Millis,
+    ) -> Result<Self, PayloadError> {
         if bytes.len() > max_size {
             return Err(PayloadError::TooLarge { size: bytes.len(), max: max_size });
         }
@@ -238,9 +248,7 @@ impl<'a> Readings<'a> {
             serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         match pack.first() {
             None => Err(PayloadError::EmptyPack),
-            Some(first) if senml::is_senml(first) => {
-                senml::resolve(&pack, crate::clock::wall_clock_millis).map(Readings::Senml)
-            }
+            Some(first) if senml::is_senml(first) => senml::resolve(&pack, now).map(Readings::Senml),
             Some(_) => Ok(Readings::Pack(pack)),
         }
     }

@@ -18,7 +18,10 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             let Some(input) = &args.input else {
                 bail!("a processor needs readings to replay: give --input FILE.jsonl");
             };
-            let readings = replay::ReadingFile::open(input)?;
+            let mut readings = replay::ReadingFile::open(input)?;
+            if let Some(now) = &args.now {
+                readings = readings.with_now(replay::parse_time(now).context("--now")?);
+            }
             replay::replay_processor(plugin, readings, &options).map_err(anyhow::Error::from)
         }
         World::SensorModel => run_model(plugin, &args, &options),

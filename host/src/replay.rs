@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::clock::VirtualClock;
+use crate::clock::{Millis, VirtualClock};
 use crate::payload::{self, Payload, PayloadError, Readings};
 use crate::sandbox::{
     DeadLetter, Limits, LoadedPlugin, ProcessorSupervisor, Published, SensorModelSupervisor,
@@ -110,11 +110,19 @@ pub struct ReadingFile {
     path: PathBuf,
     /// The rest of the pack of the line read last.
     pack: std::collections::VecDeque<Result<Payload, ReplayError>>,
+    /// What a SenML pack's relative times count from; `None`: the wall clock when it is read.
+    now: Option<Millis>,
 }
 
 impl ReadingFile {
     pub fn open(path: &Path) -> Result<Self, ReplayError> {
-        Ok(Self { lines: JsonLines::open(path)?, path: path.into(), pack: Default::default() })
+        Ok(Self { lines: JsonLines::open(path)?, path: path.into(), pack: Default::default(), now: None })
+    }
+
+    /// Reads SenML relative times (below 2^28 s) as counted from `now`, so that the file gives
+    /// the same readings whenever it is replayed.
+    pub fn with_now(self, now: Millis) -> Self {
+        Self { now: Some(now), ..self }
     }
 }
 
@@ -133,7 +141,10 @@ impl Iterator for ReadingFile {
             };
             let path = &self.path;
             let bad = |error| ReplayError::BadReading { path: path.clone(), line, error };
-            match Readings::decode(text, usize::MAX) {
+            let now = self.now;
+            match Readings::decode_at(text, usize::MAX, || {
+                now.unwrap_or_else(crate::clock::wall_clock_millis)
+            }) {
                 Ok(Readings::One(reading)) => return Some(Ok(reading)),
                 Ok(pack) => self.pack = pack.into_iter().map(|packed| packed.reading.map_err(bad)).collect(),
                 Err(error) => return Some(Err(bad(error))),
@@ -383,6 +394,19 @@ mod tests {
             reading_file("senml", text.as_bytes()).collect::<Result<_, _>>().expect("two readings");
         let got: Vec<_> = readings.iter().map(|p| (p.kind.as_str(), p.value, p.time)).collect();
         assert_eq!(got, [("temperature", 9.5, 1_795_939_200_000), ("humidity", 81.0, 1_795_939_260_000)]);
+    }
+
+    #[test]
+    fn senml_relative_times_count_from_the_given_now() {
+        // 2026-11-29T08:00:00Z; the second record is a minute later, the third a minute before.
+        let now = 1_795_939_200_000;
+        let text = r#"[{"bn":"station-12:","n":"temperature","u":"Cel","v":9.5},{"n":"temperature","v":9.7,"t":60},{"n":"temperature","v":9.1,"t":-60}]"#;
+        let times = || -> Vec<i64> {
+            let file = reading_file("senml-now", text.as_bytes()).with_now(now);
+            file.map(|r| r.expect("a reading").time).collect()
+        };
+        assert_eq!(times(), [now, now + 60_000, now - 60_000]);
+        assert_eq!(times(), times(), "the same readings at each replay");
     }
 
     #[test]

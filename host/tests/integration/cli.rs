@@ -180,10 +180,15 @@ fn testdata(file: &str) -> String {
 }
 
 fn plugin_test(extra: &[&str]) -> Output {
+    plugin_test_of(std::path::Path::new(&testdata("input.jsonl")), extra)
+}
+
+/// `host plugin test` of rolling_stats, with its test configuration, over `input`.
+fn plugin_test_of(input: &std::path::Path, extra: &[&str]) -> Output {
     let plugin = plugin("rolling_stats");
     let mut args = vec!["plugin", "test", plugin.to_str().expect("utf-8 path")];
-    let (input, config) = (testdata("input.jsonl"), testdata("config.toml"));
-    args.extend(["--input", &input, "--config", &config]);
+    let config = testdata("config.toml");
+    args.extend(["--input", input.to_str().expect("utf-8 path"), "--config", &config]);
     args.extend(extra);
     host(&args)
 }
@@ -205,6 +210,24 @@ fn plugin_test_passes_on_the_hand_computed_expectation() {
     let output = plugin_test(&["--expect", &expected]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("ok: the 5 messages match"));
+}
+
+/// SenML times below 2^28 s count from now: `--now` fixes it, so a recording replays the same.
+#[test]
+fn plugin_test_counts_senml_relative_times_from_the_given_now() {
+    let input = temp_dir("senml-now").join("relative.jsonl");
+    let pack = r#"[{"bn":"A:","bu":"Cel","n":"temperature","v":20},{"n":"temperature","v":22,"t":60}]"#;
+    std::fs::write(&input, pack).expect("write");
+    let output = plugin_test_of(&input, &["--now", "2026-11-29T08:00:00Z"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let times: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON")["ts"].clone())
+        .collect();
+    assert_eq!(times, ["2026-11-29T08:00:00.000Z", "2026-11-29T08:01:00.000Z"]);
+    let wrong = plugin_test_of(&input, &["--now", "yesterday"]);
+    assert!(!wrong.status.success());
+    assert!(text(&wrong.stderr).contains("--now"), "{}", text(&wrong.stderr));
 }
 
 #[test]
