@@ -497,6 +497,47 @@ function tsOf(p) {
   return Number.isFinite(t) ? t : Date.now();
 }
 
+// SenML packs (RFC 8428), read as the host reads them (host/src/senml.rs): base fields carry
+// forward, the name's last `:` or `/` separates the sensor from what it measures, a time below
+// 2^28 s counts from now, and records with the units `lat` and `lon` place their sensor. A record
+// without a numeric `v` (or with a field ending in `_`) is not a reading and is skipped.
+const SENML_LABELS = ['bn', 'bt', 'bu', 'bv', 'bver', 'n', 'u', 'v', 'vs', 'vb', 'vd', 's', 't', 'ut'];
+const SENML_RELATIVE_S = 2 ** 28;
+
+function isSenml(pack) {
+  const first = pack[0];
+  return !!first && typeof first === 'object' && !('sensor_id' in first) && SENML_LABELS.some((k) => k in first);
+}
+
+function senmlReadings(pack, now = Date.now()) {
+  const base = { n: '', t: 0, u: '', v: 0 };
+  const readings = [];
+  const positions = new Map();
+  for (const r of pack) {
+    if (!r || typeof r !== 'object') continue;
+    if (typeof r.bn === 'string') base.n = r.bn;
+    if (Number.isFinite(r.bt)) base.t = r.bt;
+    if (typeof r.bu === 'string') base.u = r.bu;
+    if (Number.isFinite(r.bv)) base.v = r.bv;
+    if (!Number.isFinite(r.v) || Object.keys(r).some((k) => k.endsWith('_'))) continue;
+    const name = base.n + (typeof r.n === 'string' ? r.n : '');
+    const cut = Math.max(name.lastIndexOf(':'), name.lastIndexOf('/'));
+    if (cut <= 0 || cut === name.length - 1) continue;
+    const sensor = name.slice(0, cut);
+    const unit = typeof r.u === 'string' ? r.u : base.u;
+    const value = base.v + r.v;
+    if (unit === 'lat' || unit === 'lon') {
+      positions.set(sensor, { ...positions.get(sensor), [unit]: value });
+      continue;
+    }
+    const seconds = base.t + (Number.isFinite(r.t) ? r.t : 0);
+    const ts = Math.round(seconds < SENML_RELATIVE_S ? now + seconds * 1000 : seconds * 1000);
+    readings.push({ sensor_id: sensor, kind: name.slice(cut + 1), value, unit, ts });
+  }
+  // A pack is one moment of its sensors: a position anywhere in it holds for all their readings.
+  return readings.map((reading) => ({ ...reading, ...positions.get(reading.sensor_id) }));
+}
+
 function onReading(kindFromTopic, idFromTopic, p) {
   const kind = p.kind || kindFromTopic;
   const id = String(p.sensor_id || idFromTopic);
@@ -593,10 +634,11 @@ function onMessage(topic, payload) {
   const parts = topic.slice(state.prefix.length + 1).split('/');
   switch (parts[0]) {
     case 'sensors':
-      // A pack (a JSON array of readings, as a gateway sends them): each reading names its own
-      // sensor and kind; the topic is the gateway's.
+      // A pack (a JSON array of readings, as a gateway sends them, or a SenML pack): each reading
+      // names its own sensor and kind; the topic is the gateway's.
       if (Array.isArray(p)) {
-        for (const reading of p) if (reading && typeof reading === 'object') onReading('', '', reading);
+        const readings = isSenml(p) ? senmlReadings(p) : p;
+        for (const reading of readings) if (reading && typeof reading === 'object') onReading('', '', reading);
       } else {
         onReading(parts[1], parts.slice(2).join('/'), p);
       }

@@ -491,6 +491,31 @@ async function main() {
       return `two stations from one message, ${values.join(' and ')} °C`;
     });
 
+    await check('a SenML pack (RFC 8428) puts its sensors on the map, placed by their lat/lon records', async () => {
+      const bt = Math.floor(Date.now() / 1000);
+      pub(`${PREFIX}/sensors/gateway/lora1`, [
+        { bn: 'urn:dev:ow:senml-a:', bt, bu: 'Cel', n: 'temperature', v: 13.5 },
+        { n: 'lat', u: 'lat', v: 43.62 },
+        { n: 'lon', u: 'lon', v: 1.42 },
+        { bn: 'urn:dev:ow:senml-b:', n: 'temperature', v: 14.5, t: -60 },
+        { n: 'status', vs: 'ok' },
+        { n: 'lat', u: 'lat', v: 43.58 },
+        { n: 'lon', u: 'lon', v: 1.47 },
+      ]);
+      const ids = ['urn:dev:ow:senml-a', 'urn:dev:ow:senml-b'];
+      for (const id of ids) {
+        await page.locator(`path.station[data-station="${id}"]`).waitFor({ state: 'attached', timeout: T_UI });
+      }
+      const got = await page.evaluate((ids) => ids.map((id) => {
+        const s = window.garonne.state.stations.get(id);
+        const latest = s?.latest.get('temperature');
+        return [latest?.value, latest?.unit, latest?.ts, s?.lat, s?.lon];
+      }), ids);
+      const want = [[13.5, 'Cel', bt * 1000, 43.62, 1.42], [14.5, 'Cel', (bt - 60) * 1000, 43.58, 1.47]];
+      if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`got ${JSON.stringify(got)}`);
+      return 'two sensors, base name, time and unit carried forward, a text record skipped';
+    });
+
     await check('the page cannot publish (read-only WebSocket listener)', async () => {
       const topic = `${PREFIX}/sensors/temperature/fake`;
       const outcome = await page.evaluate(
