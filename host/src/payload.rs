@@ -405,8 +405,8 @@ impl Payload {
 impl Payload {
     /// About how many bytes of memory this payload takes when shared (`Arc<Payload>`): what a
     /// queue counts it for. Each allocation is rounded as glibc's malloc rounds it (16 bytes,
-    /// 8 of them its header, 32 at the least), which for a reading's short strings is most of
-    /// their cost.
+    /// 8 of them its header, 32 at the least); a text kept inline costs nothing beyond the
+    /// payload itself.
     pub fn footprint(&self) -> usize {
         let strings = [&self.sensor_id, &self.kind, &self.unit].map(text_allocation);
         let tags = self.tags.iter().map(|(k, v)| text_allocation(k) + text_allocation(v));
