@@ -8,9 +8,9 @@
 //! series it keeps, in its own form ([`Published`]), whose short strings are kept inline: a
 //! point costs the host an allocation for its topic and one for its tags, not one per string.
 
-use super::bindings::v0_3_0::types::{Points, Series};
+use super::bindings::v0_3_0::types::{Message, Points, Series};
 use super::published::Published;
-use crate::payload::{Fields, Payload, Text};
+use crate::payload::Text;
 
 /// The most memory the series of one instance may take on the host's side. A series is meant
 /// for a subject (a sensor, a quartier and a measure), of which a pipeline has thousands; a
@@ -58,12 +58,11 @@ pub(crate) struct SeriesTable {
     bytes: usize,
 }
 
-/// A series as the host keeps it: what each of its messages is, but for the numbers.
+/// A series as the host keeps it: each of its messages, but for the numbers.
 #[derive(Debug)]
 struct DeclaredSeries {
-    topic: String,
+    template: Published,
     field_names: Vec<Text>,
-    template: Payload,
     /// What the declaration counts for in the table's budget.
     bytes: usize,
 }
@@ -71,18 +70,20 @@ struct DeclaredSeries {
 impl From<Series> for DeclaredSeries {
     fn from(series: Series) -> Self {
         let bytes = footprint(&series);
-        let template = Payload {
-            sensor_id: series.sensor_id.into(),
-            kind: series.kind.into(),
-            value: 0.0,
-            unit: series.unit.into(),
-            time: 0,
-            position: series.position.map(|p| (p.lat, p.lon)),
-            fields: Fields::new(),
-            tags: series.tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        };
         let field_names = series.field_names.into_iter().map(Text::from).collect();
-        DeclaredSeries { topic: series.topic, field_names, template, bytes }
+        // The message of a point of value 0 at time 0, made as a returned message is.
+        let template = Published::from(Message {
+            topic: series.topic,
+            sensor_id: series.sensor_id,
+            kind: series.kind,
+            value: 0.0,
+            unit: series.unit,
+            time: 0,
+            position: series.position,
+            fields: Vec::new(),
+            tags: series.tags,
+        });
+        DeclaredSeries { template, field_names, bytes }
     }
 }
 
@@ -152,13 +153,13 @@ impl SeriesTable {
 
 impl DeclaredSeries {
     fn message(&self, value: f64, time: i64, fields: &[f64]) -> Published {
-        let mut payload = self.template.clone();
-        payload.value = value;
-        payload.time = time;
+        let mut message = self.template.clone();
+        message.payload.value = value;
+        message.payload.time = time;
         if !fields.is_empty() {
-            payload.fields = self.field_names.iter().cloned().zip(fields.iter().copied()).collect();
+            message.payload.fields = self.field_names.iter().cloned().zip(fields.iter().copied()).collect();
         }
-        Published { topic: self.topic.clone(), payload }
+        message
     }
 }
 
