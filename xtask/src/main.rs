@@ -10,10 +10,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() -> ExitCode {
+    STARTED.get_or_init(Instant::now);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("build-plugins") => build_plugins(),
@@ -39,9 +42,32 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// When the task started: each command's start and end are logged with the time since, so that
+/// a CI log shows where its minutes go (the limit is 40, and the host's test build takes half).
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+fn since_start() -> String {
+    let elapsed = STARTED.get_or_init(Instant::now).elapsed().as_secs();
+    format!("{:02}:{:02}", elapsed / 60, elapsed % 60)
+}
+
+/// Logs a command as it starts; the returned guard logs how long it took when it ends.
+fn announce(shown: &str) -> Timed {
+    eprintln!("xtask: [{}] running {shown}", since_start());
+    Timed(Instant::now())
+}
+
+struct Timed(Instant);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        eprintln!("xtask: [{}] took {} s", since_start(), self.0.elapsed().as_secs());
+    }
+}
+
 fn run(command: &mut Command) -> Result<(), String> {
     let shown = format!("{command:?}");
-    eprintln!("xtask: running {shown}");
+    let _timed = announce(&shown);
     let status = command.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
 }
@@ -357,7 +383,7 @@ struct Totals {
 impl Totals {
     fn run(&mut self, command: &mut Command) -> Result<(), String> {
         let shown = format!("{command:?}");
-        eprintln!("xtask: running {shown}");
+        let _timed = announce(&shown);
         let mut child = command
             .stdout(std::process::Stdio::piped())
             .spawn()
