@@ -216,6 +216,9 @@ fn out_of_range<E: serde::de::Error>(n: i128, expecting: &'static str) -> E {
 #[derive(Debug)]
 pub enum Readings<'a> {
     One(Payload),
+    /// A pack whose readings were all decoded and checked in one pass (nearly every pack).
+    Good(Vec<Payload>),
+    /// A pack with a reading to refuse: each is decoded on its own, to say which.
     Pack(Vec<&'a RawValue>),
     /// A SenML pack, resolved whole (each record depends on the base fields before it).
     Senml(Vec<PackedReading<'a>>),
@@ -244,6 +247,12 @@ impl<'a> Readings<'a> {
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
             return Payload::from_json(bytes).map(Readings::One);
         }
+        // Nearly every pack holds good readings in the host's format: one pass decodes them all.
+        // It was two, the pack's text split into its readings, then each decoded. Anything else
+        // (a bad reading, SenML, not JSON) takes the second way, which tells what is wrong where.
+        if let Some(readings) = Self::all_good(bytes) {
+            return Ok(Readings::Good(readings));
+        }
         let pack: Vec<&RawValue> =
             serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         match pack.first() {
@@ -253,9 +262,19 @@ impl<'a> Readings<'a> {
         }
     }
 
+    /// The readings of a pack, if every one is a good reading in the host's format.
+    fn all_good(bytes: &[u8]) -> Option<Vec<Payload>> {
+        let wires: Vec<Wire> = serde_json::from_slice(bytes).ok()?;
+        if wires.is_empty() {
+            return None;
+        }
+        wires.into_iter().map(|wire| Payload::from_wire(wire).ok()).collect()
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Readings::One(_) => 1,
+            Readings::Good(readings) => readings.len(),
             Readings::Pack(pack) => pack.len(),
             Readings::Senml(readings) => readings.len(),
         }
@@ -266,8 +285,8 @@ impl<'a> Readings<'a> {
     }
 }
 
-/// A reading of a message, or why it was refused, with its own text when it came in a pack
-/// (what a dead letter keeps of it).
+/// A reading of a message, or why it was refused, with its own text when it came in a pack that
+/// had a reading to refuse (what a dead letter keeps of it).
 #[derive(Debug)]
 pub struct PackedReading<'a> {
     pub reading: Result<Payload, PayloadError>,
@@ -281,6 +300,7 @@ impl<'a> IntoIterator for Readings<'a> {
     fn into_iter(self) -> ReadingsIter<'a> {
         match self {
             Readings::One(payload) => ReadingsIter::One(Some(payload)),
+            Readings::Good(readings) => ReadingsIter::Good(readings.into_iter()),
             Readings::Pack(pack) => {
                 ReadingsIter::Pack { count: pack.len(), pack: pack.into_iter().enumerate() }
             }
@@ -292,6 +312,7 @@ impl<'a> IntoIterator for Readings<'a> {
 /// The readings of a message in order; a pack's are decoded as they are taken.
 pub enum ReadingsIter<'a> {
     One(Option<Payload>),
+    Good(std::vec::IntoIter<Payload>),
     Pack { count: usize, pack: std::iter::Enumerate<std::vec::IntoIter<&'a RawValue>> },
     Senml(std::vec::IntoIter<PackedReading<'a>>),
 }
@@ -303,6 +324,9 @@ impl<'a> Iterator for ReadingsIter<'a> {
         match self {
             ReadingsIter::One(payload) => {
                 payload.take().map(|p| PackedReading { reading: Ok(p), text: None })
+            }
+            ReadingsIter::Good(readings) => {
+                readings.next().map(|p| PackedReading { reading: Ok(p), text: None })
             }
             ReadingsIter::Pack { count, pack } => {
                 let (index, raw) = pack.next()?;
@@ -327,6 +351,10 @@ impl Payload {
 
     fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
         let wire: Wire = serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+        Self::from_wire(wire)
+    }
+
+    fn from_wire(wire: Wire) -> Result<Self, PayloadError> {
         let payload = Payload {
             sensor_id: match wire.sensor_id {
                 Id::Text(s) => s,
@@ -689,6 +717,27 @@ mod tests {
         let readings = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
         let texts: Vec<_> = readings.into_iter().map(|packed| packed.text).collect();
         assert_eq!(texts, [Some(one), Some(bad)]);
+    }
+
+    #[test]
+    fn a_pack_of_good_readings_decodes_in_one_pass_to_what_each_decodes_to() {
+        let readings = [
+            r#"{"sensor_id":"a","kind":"t","value":1.5,"unit":"°C","ts":0,"tags":{"q":"x"}}"#,
+            r#"{"sensor_id":42,"kind":"h","value":70,"ts":"2026-11-29T08:00:00Z","lat":43.6,"lon":1.4}"#,
+            r#"{"kind":"t","sensor_id":"b","value":-3,"ts":5,"fields":{"min":-4},"extra":[1]}"#,
+        ];
+        let pack = format!(" [{}] ", readings.join(",\n"));
+        let decoded = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
+        assert!(matches!(decoded, Readings::Good(_)), "{decoded:?}");
+        let got: Vec<_> = decoded.into_iter().map(|packed| packed.reading).collect();
+        let each: Vec<_> = readings.iter().map(|text| decode(text)).collect();
+        assert_eq!(got, each);
+        // One bad reading, or one that is not in the host's format, and each is decoded apart.
+        for odd in [r#"{"sensor_id":"c","kind":"t","value":1,"ts":0,"lat":1}"#, r#"{"n":"x","v":1}"#] {
+            let pack = format!("[{},{odd}]", readings[0]);
+            let decoded = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
+            assert!(matches!(decoded, Readings::Pack(_)), "{odd}: {decoded:?}");
+        }
     }
 
     #[test]

@@ -292,6 +292,14 @@ async fn a_pack_of_readings_in_one_message_is_processed_reading_by_reading() {
     let reason = letters[0].1["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("reading 2 of the 3 in the array"), "{reason}");
     assert_eq!(running.stats.decode_errors(), 1);
+    // A pack of good readings only is decoded in one pass and queued whole: each still comes out.
+    let good =
+        format!("[{},{}]", reading("g4", "temperature", 7.0, T0), reading("g5", "temperature", 8.0, T0));
+    client.publish("toulouse/sensors/temperature/gateway", good).await;
+    let seen = outputs_and_dead_letters(&mut client, 2, Duration::from_secs(10)).await;
+    assert_eq!(value_of(&seen, "g4"), Some(&Value::from(7.0)), "{seen:?}");
+    assert_eq!(value_of(&seen, "g5"), Some(&Value::from(8.0)), "{seen:?}");
+    assert_eq!(running.stats.decode_errors(), 1);
     running.stop().await;
 }
 
