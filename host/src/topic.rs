@@ -40,9 +40,17 @@ pub fn status(instance: &str) -> String {
 /// plugin cannot publish outside its prefix or on an invalid topic.
 pub fn under_prefix(prefix: &str, relative: &str) -> Option<String> {
     let relative = relative.trim_matches('/');
-    // Trimmed, an empty level can only be a `//`.
-    let valid = !relative.is_empty() && !relative.contains("//") && !relative.contains(['+', '#', '\0']);
-    valid.then(|| format!("{prefix}/{relative}"))
+    // Trimmed, an empty level can only be a `//`. One pass over the bytes: this runs for every
+    // message a plugin emits, and three searches and a `format!` were about 2 % of the host's
+    // samples in `perf` (packs of 10 readings, 120,000 readings/s).
+    let mut after_slash = false;
+    let valid = !relative.is_empty()
+        && relative.bytes().all(|byte| {
+            let empty_level = byte == b'/' && after_slash;
+            after_slash = byte == b'/';
+            !empty_level && !matches!(byte, b'+' | b'#' | 0)
+        });
+    valid.then(|| [prefix, "/", relative].concat())
 }
 
 /// Topic filters, prepared once for the messages matched against them: a plugin's `publish`
@@ -130,6 +138,11 @@ mod tests {
         assert_eq!(under_prefix("toulouse", "/x/").as_deref(), Some("toulouse/x"));
         assert_eq!(under_prefix("toulouse", "a/#"), None);
         assert_eq!(under_prefix("toulouse", "a//b"), None);
+        assert_eq!(under_prefix("toulouse", "a///b"), None);
+        assert_eq!(under_prefix("toulouse", "a/b+"), None);
+        assert_eq!(under_prefix("toulouse", "a/\0"), None);
+        assert_eq!(under_prefix("toulouse", "///"), None);
+        assert_eq!(under_prefix("toulouse", "é/à/ü").as_deref(), Some("toulouse/é/à/ü"));
         assert_eq!(under_prefix("toulouse", ""), None);
     }
 
