@@ -183,21 +183,23 @@ impl<'a> Handover<'a> {
     }
 
     /// The readers that take a message on `topic`, by their place in the handover.
-    fn readers_of(&self, topic: &str, published: bool) -> Vec<usize> {
-        (0..self.readers.len()).filter(|&i| self.readers[i].wants(topic, published)).collect()
+    fn readers_of<'t>(&self, topic: &'t str, published: bool) -> impl Iterator<Item = usize> + use<'a, 't> {
+        let readers = self.readers;
+        (0..readers.len()).filter(move |&i| readers[i].wants(topic, published))
     }
 
     fn add(&mut self, topic: &str, payload: Payload, published: bool) {
         let readers = self.readers_of(topic, published);
-        self.add_to(&readers, payload);
+        self.add_to(readers, payload);
     }
 
-    fn add_to(&mut self, readers: &[usize], payload: Payload) {
-        if readers.is_empty() {
+    fn add_to(&mut self, readers: impl IntoIterator<Item = usize>, payload: Payload) {
+        let mut readers = readers.into_iter().peekable();
+        if readers.peek().is_none() {
             return;
         }
         let payload = Arc::new(payload);
-        for &reader in readers {
+        for reader in readers {
             self.batches[reader].push(Arc::clone(&payload));
         }
     }
@@ -280,7 +282,7 @@ impl Publisher {
         if let Some(bytes) = bytes {
             self.publish(topic.clone(), bytes, false);
         }
-        handover.add_to(&destination.readers, message.payload);
+        handover.add_to(destination.readers.iter().copied(), message.payload);
     }
 
     /// Where a plugin's messages on `relative` go.
@@ -289,7 +291,7 @@ impl Publisher {
             return Destination { topic: None, published: false, readers: Vec::new() };
         };
         let published = self.publishes(&topic);
-        let readers = handover.readers_of(&topic, published);
+        let readers = handover.readers_of(&topic, published).collect();
         Destination { topic: Some(topic), published, readers }
     }
 
