@@ -8,7 +8,11 @@ pub enum BrokerError {
     NotBuiltIn,
     #[error("cannot find a free port on 127.0.0.1 for the embedded broker: {0}")]
     NoPort(std::io::Error),
-    #[error("the embedded broker did not start listening on {0} within 5 s")]
+    #[error(
+        "the embedded broker did not start listening on {0} within 5 s: another program (another \
+         `host run`?) may have taken the port at the same moment; run again, or give another port \
+         with `embedded_port` under [mqtt] in the pipeline file"
+    )]
     NotListening(SocketAddr),
     #[error("cannot start the embedded broker: {0}")]
     Start(String),

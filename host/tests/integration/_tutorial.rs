@@ -82,7 +82,10 @@ fn script(steps: &[Step], home: &Path, repo: &Path) -> String {
 # Runs a command that serves until Ctrl-C: it must still run after 30 s, then gets Ctrl-C.
 run_for_a_while() {
   local log="$HOME/long-running-$RANDOM.log"
-  setsid bash -c "$1" > "$log" 2>&1 &
+  # The tests' other runs on the default port wait meanwhile (see `support::default_port_lock`).
+  exec 9>>"$GARONNE_PORT_LOCK"
+  flock 9
+  setsid bash -c "$1" 9>&- > "$log" 2>&1 &
   local pid=$!
   sleep 30
   if ! kill -0 "$pid" 2>/dev/null; then
@@ -91,6 +94,9 @@ run_for_a_while() {
   kill -INT -- "-$pid" || true
   for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  flock -u 9
+  exec 9>&-
   echo "ran for 30 s: $1"; tail -n 5 "$log"
   # The student's heat alerts (`above` = the lab's threshold), echoed by `--echo`.
   echo "student alerts: $(grep -c '^toulouse/alerts/temperature .*"above":7.0' "$log" || true)"
@@ -146,6 +152,7 @@ fn the_tutorial_runs_as_written() {
         .env("RUSTUP_HOME", std::env::var("RUSTUP_HOME").unwrap_or_else(|_| home_of("rustup")))
         .env("CARGO_HOME", std::env::var("CARGO_HOME").unwrap_or_else(|_| home_of("cargo")))
         .env("XDG_CACHE_HOME", crate::support::temp_dir("tutorial-cache"))
+        .env("GARONNE_PORT_LOCK", crate::support::default_port_lock_path())
         .output()
         .expect("bash");
     let log =

@@ -116,6 +116,7 @@ fn a_first_start_compiles_in_a_child_process_and_errors_stay_the_same() {
     let files = |dir: &std::path::Path| walk(dir).len();
     assert!(files(&cache) > 0, "the cache holds the compiled plugin");
 
+    let _port = crate::support::default_port_lock();
     let run = |wasm: &str| {
         Command::new(env!("CARGO_BIN_EXE_host"))
             .args(["run", "--plugin", plugin(wasm).to_str().expect("utf-8"), "--duration", "0"])
@@ -378,6 +379,7 @@ async fn a_recording_of_a_live_broker_replays_through_plugin_test() {
 fn the_demo_stores_its_streams_with_the_historian_in_line_protocol_files() {
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/demo.toml");
     let folder = temp_dir("demo-run");
+    let _port = crate::support::default_port_lock();
     let output = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["run", "--config", demo.to_str().expect("utf-8"), "--speed", "3000", "--duration", "12"])
         .current_dir(&folder)

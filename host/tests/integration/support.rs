@@ -33,6 +33,24 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// The lock file that `host run`s on the default embedded broker port (1883) take, in the tests
+/// and in the tutorial's script (with `flock`), so that they never start at the same time: two
+/// hosts that both find 1883 free both try to bind it, and one of them then waits in vain.
+pub fn default_port_lock_path() -> PathBuf {
+    std::env::temp_dir().join("garonne-test-default-port.lock")
+}
+
+/// Holds the default port's lock until dropped.
+pub fn default_port_lock() -> std::fs::File {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(default_port_lock_path())
+        .expect("cannot open the default port's lock file");
+    file.lock().expect("cannot lock the default port's lock file");
+    file
+}
+
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("no free port");
     listener.local_addr().expect("no local address").port()
