@@ -264,7 +264,7 @@ impl<'a> Readings<'a> {
 
     /// The readings of a pack, if every one is a good reading in the host's format.
     fn all_good(bytes: &[u8]) -> Option<Vec<Payload>> {
-        let wires: Vec<Wire> = serde_json::from_slice(bytes).ok()?;
+        let wires: Vec<Wire> = from_json(bytes).ok()?;
         if wires.is_empty() {
             return None;
         }
@@ -340,6 +340,16 @@ impl<'a> Iterator for ReadingsIter<'a> {
     }
 }
 
+/// JSON text decoded into `T`. The text is checked to be UTF-8 once, whole, so that serde_json
+/// does not check each of its strings again; a text that is not UTF-8 gets serde_json's own
+/// error, which says where.
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 impl Payload {
     /// Decodes and checks one payload that must be a single reading (not a pack).
     pub fn decode(bytes: &[u8], max_size: usize) -> Result<Self, PayloadError> {
@@ -350,7 +360,7 @@ impl Payload {
     }
 
     fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
-        let wire: Wire = serde_json::from_slice(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+        let wire: Wire = from_json(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         Self::from_wire(wire)
     }
 
@@ -738,6 +748,24 @@ mod tests {
             let decoded = Readings::decode(pack.as_bytes(), DEFAULT_MAX_PAYLOAD).expect("a pack");
             assert!(matches!(decoded, Readings::Pack(_)), "{odd}: {decoded:?}");
         }
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_with_where_it_goes_wrong() {
+        let reading = r#"{"sensor_id":"a","kind":"t","value":1,"ts":0,"tags":{"q":"Saint-Cyprien"}}"#;
+        let mut bytes = reading.as_bytes().to_vec();
+        let at = reading.find("Cyprien").expect("in the text");
+        bytes[at] = 0xff;
+        let refused = Payload::decode(&bytes, DEFAULT_MAX_PAYLOAD).expect_err("not UTF-8");
+        assert!(
+            matches!(&refused, PayloadError::Invalid(why) if why.contains("unicode") && why.contains("column")),
+            "{refused:?}"
+        );
+        let pack = [b"[".as_slice(), reading.as_bytes(), b",", &bytes, b"]"].concat();
+        assert!(Readings::decode(&pack, DEFAULT_MAX_PAYLOAD).is_err(), "a pack with bytes that are not text");
+        // Still text, in the reading's own alphabet: decoded as before.
+        let accented = reading.replace("Saint-Cyprien", "Côte Pavée");
+        assert_eq!(decode(&accented).expect("text").tags.get("q").map(|q| q.as_str()), Some("Côte Pavée"));
     }
 
     #[test]
