@@ -5,6 +5,9 @@
 //! a host that compiled five plugins on its first start stayed 15 to 290 MiB above the same
 //! host started with the compiled-code cache filled (BENCHMARKS.md, "Memory on a first
 //! start"). `malloc_trim(0)` hands the whole free pages of every arena back.
+//!
+//! The `host` binary allocates with mimalloc (src/main.rs), which gives freed pages back by
+//! itself; this is for the library on glibc's allocator (its tests, an embedding program).
 
 /// Returns the allocator's free pages to the system. Call it after compiling, never on a hot
 /// path: glibc walks and locks every arena in turn. Does nothing off glibc (musl, macOS and
