@@ -16,7 +16,7 @@ use cli::{Cli, Command, HistorianArgs, PluginCommand, RecordArgs, RunArgs};
 
 /// mimalloc rather than glibc's malloc: with packs of readings, allocating and freeing took a
 /// fifth of the host's CPU, most of it glibc consolidating the small blocks one thread freed for
-/// another. The host spends 15-25 % less CPU a reading with it (BENCHMARKS.md, "Session 23").
+/// another. The host spent 7-24 % less CPU a reading with it (BENCHMARKS.md, "Session 23").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
