@@ -264,7 +264,7 @@ impl<'a> Readings<'a> {
 
     /// The readings of a pack, if every one is a good reading in the host's format.
     fn all_good(bytes: &[u8]) -> Option<Vec<Payload>> {
-        let wires: Vec<Wire> = from_json(bytes).ok()?;
+        let wires: Vec<Wire> = parse_json(bytes).ok()?;
         if wires.is_empty() {
             return None;
         }
@@ -343,7 +343,7 @@ impl<'a> Iterator for ReadingsIter<'a> {
 /// JSON text decoded into `T`. The text is checked to be UTF-8 once, whole, so that serde_json
 /// does not check each of its strings again; a text that is not UTF-8 gets serde_json's own
 /// error, which says where.
-fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
     match std::str::from_utf8(bytes) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(bytes),
@@ -360,7 +360,7 @@ impl Payload {
     }
 
     fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
-        let wire: Wire = from_json(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+        let wire: Wire = parse_json(bytes).map_err(|e| PayloadError::Invalid(e.to_string()))?;
         Self::from_wire(wire)
     }
 
